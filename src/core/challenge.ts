@@ -1,0 +1,41 @@
+/** The record every front, the store and the engine share. */
+
+export const FINAL_STATES = ['approved', 'rejected', 'expired', 'cancelled'] as const;
+export type Outcome = (typeof FINAL_STATES)[number];
+export type ChallengeState = 'pending' | Outcome;
+
+export type Factor = 'otp' | 'push';
+
+/** Where the login came from: written into the audit event and shown in the push. */
+export interface Origin {
+  front: string; // oidc | radius | bridge | api | ...
+  client?: string; // relying party, NAS or workstation name
+  ip?: string;
+  userAgent?: string;
+}
+
+export interface Challenge {
+  id: string;
+  displayCode: string;
+  user: string;
+  factors: Factor[];
+  origin: Origin;
+  state: ChallengeState;
+  createdAt: number;
+  deadline: number;
+  resolvedAt?: number;
+  /** How it was decided: otp, push, deadline, admin, superseded, ... */
+  method?: string;
+  reason?: string;
+}
+
+/** What the store publishes when a challenge leaves `pending`. */
+export interface Resolution {
+  id: string;
+  state: Outcome;
+  resolvedAt: number;
+  method?: string;
+  reason?: string;
+}
+
+export const isFinal = (state: ChallengeState): state is Outcome => state !== 'pending';

@@ -1,0 +1,241 @@
+import type { Challenge, Outcome, Resolution } from '../../core/challenge.js';
+import { systemClock, type Clock } from '../../core/clock.js';
+import type {
+  AuditEvent,
+  AuditQuery,
+  AuditStore,
+  ChallengeStore,
+  GuardStore,
+  Store,
+  TransitionResult,
+  UserPage,
+  UserPatch,
+  UserRecord,
+  UserStore,
+} from '../store.js';
+
+/**
+ * The embedded default: everything in this process, lost on restart. It keeps
+ * the same semantics as the Redis store (the contract suite checks both), so
+ * several engines sharing one MemoryStore behave like instances sharing Redis.
+ */
+export class MemoryStore implements Store {
+  readonly kind = 'memory' as const;
+  readonly challenges: MemoryChallenges;
+  readonly users = new MemoryUsers();
+  readonly audit: MemoryAudit;
+  readonly guards: MemoryGuards;
+  private sweeper: NodeJS.Timeout;
+
+  constructor(opts: { clock?: Clock; auditLimit?: number } = {}) {
+    const clock = opts.clock ?? systemClock;
+    this.challenges = new MemoryChallenges(clock);
+    this.audit = new MemoryAudit(opts.auditLimit ?? 100_000);
+    this.guards = new MemoryGuards(clock);
+    this.sweeper = setInterval(() => {
+      this.challenges.dropExpired();
+      this.guards.dropExpired();
+    }, 10_000);
+    this.sweeper.unref();
+  }
+
+  async ping(): Promise<void> {}
+
+  async close(): Promise<void> {
+    clearInterval(this.sweeper);
+  }
+}
+
+const copy = <T>(v: T): T => structuredClone(v);
+
+class MemoryChallenges implements ChallengeStore {
+  private records = new Map<string, { challenge: Challenge; keepUntil: number }>();
+  private deadlines = new Map<string, number>();
+  private listeners: ((r: Resolution) => void)[] = [];
+
+  constructor(private clock: Clock) {}
+
+  async create(challenge: Challenge, keepAfterMs: number): Promise<void> {
+    // Relative to this store's clock, like a Redis TTL, whatever times the record carries.
+    const keepUntil = this.clock.now() + (challenge.deadline - challenge.createdAt) + keepAfterMs;
+    this.records.set(challenge.id, { challenge: copy(challenge), keepUntil });
+    this.deadlines.set(challenge.id, challenge.deadline);
+  }
+
+  async get(id: string): Promise<Challenge | null> {
+    const entry = this.records.get(id);
+    if (!entry || entry.keepUntil <= this.clock.now()) return null;
+    return copy(entry.challenge);
+  }
+
+  async transition(
+    id: string,
+    to: Outcome,
+    now: number,
+    detail: { method?: string; reason?: string },
+    keepAfterMs: number,
+  ): Promise<TransitionResult> {
+    const entry = this.records.get(id);
+    if (!entry || entry.keepUntil <= this.clock.now()) return { changed: false, challenge: null };
+    const c = entry.challenge;
+    if (c.state !== 'pending') return { changed: false, challenge: copy(c) };
+    let state: Outcome = to;
+    if (now >= c.deadline) state = 'expired';
+    else if (to === 'expired') return { changed: false, challenge: copy(c) };
+    c.state = state;
+    c.resolvedAt = now;
+    const method = state === 'expired' ? 'deadline' : detail.method;
+    if (method) c.method = method;
+    if (detail.reason) c.reason = detail.reason;
+    entry.keepUntil = this.clock.now() + keepAfterMs;
+    this.deadlines.delete(id);
+    const resolution: Resolution = { id, state, resolvedAt: now };
+    if (c.method) resolution.method = c.method;
+    if (c.reason) resolution.reason = c.reason;
+    // Delivered asynchronously, as a pub/sub message would be.
+    for (const l of this.listeners) queueMicrotask(() => l(resolution));
+    return { changed: true, challenge: copy(c) };
+  }
+
+  async subscribe(onResolution: (r: Resolution) => void): Promise<void> {
+    this.listeners.push(onResolution);
+  }
+
+  async due(now: number, limit: number): Promise<string[]> {
+    return [...this.deadlines.entries()]
+      .filter(([, d]) => d <= now)
+      .sort((a, b) => a[1] - b[1])
+      .slice(0, limit)
+      .map(([id]) => id);
+  }
+
+  async forgetDue(ids: string[]): Promise<void> {
+    for (const id of ids) this.deadlines.delete(id);
+  }
+
+  async countPending(): Promise<number> {
+    return this.deadlines.size;
+  }
+
+  dropExpired(): void {
+    const now = this.clock.now();
+    for (const [id, e] of this.records) if (e.keepUntil <= now) this.records.delete(id);
+  }
+}
+
+class MemoryUsers implements UserStore {
+  private records = new Map<string, UserRecord>();
+  private sorted: string[] | null = null;
+
+  async create(user: UserRecord): Promise<boolean> {
+    if (this.records.has(user.name)) return false;
+    this.records.set(user.name, copy(user));
+    this.sorted = null;
+    return true;
+  }
+
+  async get(name: string): Promise<UserRecord | null> {
+    const u = this.records.get(name);
+    return u ? copy(u) : null;
+  }
+
+  async update(name: string, patch: UserPatch): Promise<boolean> {
+    const u = this.records.get(name);
+    if (!u) return false;
+    const { unset, ...set } = patch;
+    for (const [k, v] of Object.entries(set)) if (v !== undefined) (u as unknown as Record<string, unknown>)[k] = v;
+    for (const k of unset ?? []) delete (u as unknown as Record<string, unknown>)[k];
+    return true;
+  }
+
+  async delete(name: string): Promise<boolean> {
+    const had = this.records.delete(name);
+    if (had) this.sorted = null;
+    return had;
+  }
+
+  async list(opts: { prefix?: string; after?: string; limit: number }): Promise<UserPage> {
+    // Byte order, like Redis ZRANGE BYLEX.
+    this.sorted ??= [...this.records.keys()].sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
+    const prefix = opts.prefix ?? '';
+    const matching = prefix ? this.sorted.filter((n) => n.startsWith(prefix)) : this.sorted;
+    const start = opts.after === undefined ? 0 : matching.findIndex((n) => Buffer.compare(Buffer.from(n), Buffer.from(opts.after!)) > 0);
+    const from = start < 0 ? matching.length : start;
+    const names = matching.slice(from, from + opts.limit);
+    const hasMore = from + opts.limit < matching.length;
+    return {
+      users: names.map((n) => copy(this.records.get(n)!)),
+      next: hasMore ? names[names.length - 1] : undefined,
+      total: matching.length,
+    };
+  }
+
+  async advanceOtp(name: string, value: number): Promise<boolean> {
+    const u = this.records.get(name);
+    if (!u || value <= (u.otpLast ?? -1)) return false;
+    u.otpLast = value;
+    u.otpFailures = 0;
+    return true;
+  }
+
+  async recordOtpFailure(name: string, now: number, maxFailures: number, lockMs: number) {
+    const u = this.records.get(name);
+    if (!u) return { failures: 0, lockedUntil: 0 };
+    u.otpFailures = (u.otpFailures ?? 0) + 1;
+    if (u.otpFailures >= maxFailures) u.otpLockedUntil = now + lockMs;
+    return { failures: u.otpFailures, lockedUntil: u.otpLockedUntil ?? 0 };
+  }
+}
+
+class MemoryAudit implements AuditStore {
+  private events: AuditEvent[] = [];
+  constructor(private limit: number) {}
+
+  async append(event: AuditEvent): Promise<void> {
+    this.events.push(copy(event));
+    if (this.events.length > this.limit * 1.1) this.events.splice(0, this.events.length - this.limit);
+  }
+
+  async query(q: AuditQuery): Promise<AuditEvent[]> {
+    const out: AuditEvent[] = [];
+    for (let i = this.events.length - 1; i >= 0 && out.length < q.limit; i--) {
+      const e = this.events[i]!;
+      if (q.since !== undefined && e.at < q.since) break;
+      if (matchesAudit(e, q)) out.push(copy(e));
+    }
+    return out;
+  }
+}
+
+export const matchesAudit = (e: AuditEvent, q: AuditQuery): boolean =>
+  (!q.user || e.user === q.user) && (!q.front || e.front === q.front) && (!q.outcome || e.outcome === q.outcome);
+
+class MemoryGuards implements GuardStore {
+  private claims = new Map<string, number>();
+  private counters = new Map<string, { count: number; until: number }>();
+  constructor(private clock: Clock) {}
+
+  async claimOnce(key: string, ttlMs: number): Promise<boolean> {
+    const now = this.clock.now();
+    const until = this.claims.get(key);
+    if (until !== undefined && until > now) return false;
+    this.claims.set(key, now + ttlMs);
+    return true;
+  }
+
+  async hit(key: string, windowMs: number): Promise<number> {
+    const now = this.clock.now();
+    const c = this.counters.get(key);
+    if (!c || c.until <= now) {
+      this.counters.set(key, { count: 1, until: now + windowMs });
+      return 1;
+    }
+    return ++c.count;
+  }
+
+  dropExpired(): void {
+    const now = this.clock.now();
+    for (const [k, until] of this.claims) if (until <= now) this.claims.delete(k);
+    for (const [k, c] of this.counters) if (c.until <= now) this.counters.delete(k);
+  }
+}

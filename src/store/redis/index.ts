@@ -1,0 +1,375 @@
+import { Cluster, Redis, type RedisOptions } from 'ioredis';
+import type { Challenge, Factor, Origin, Outcome, Resolution } from '../../core/challenge.js';
+import { StoreUnavailableError } from '../../core/errors.js';
+import type {
+  AuditEvent,
+  AuditQuery,
+  AuditStore,
+  ChallengeStore,
+  GuardStore,
+  Store,
+  TransitionResult,
+  UserPage,
+  UserPatch,
+  UserRecord,
+  UserStore,
+} from '../store.js';
+import { matchesAudit } from '../memory/index.js';
+import { ADVANCE_OTP, CREATE_HASH, HIT, OTP_FAILURE, TRANSITION, UPDATE_HASH } from './scripts.js';
+
+export interface RedisStoreOptions {
+  /** redis://[:password@]host:port/db or rediss://… for a single server. */
+  url?: string;
+  /** Seed nodes ("host:port") of a Redis Cluster. */
+  cluster?: string[];
+  /** Sentinel addresses ("host:port") and the monitored master's name. */
+  sentinels?: string[];
+  sentinelName?: string;
+  password?: string;
+  /** Prefix of every key, so several deployments can share one Redis. */
+  prefix: string;
+  auditLimit: number;
+  commandTimeoutMs: number;
+}
+
+type Client = Redis | Cluster;
+
+interface Scripts {
+  csTransition(key: string, ...args: (string | number)[]): Promise<[number, string[]?]>;
+  csCreateHash(key: string, ...args: (string | number)[]): Promise<number>;
+  csUpdateHash(key: string, ...args: (string | number)[]): Promise<number>;
+  csAdvanceOtp(key: string, value: number): Promise<number>;
+  csOtpFailure(key: string, now: number, max: number, lockMs: number): Promise<[number, number]>;
+  csHit(key: string, windowMs: number): Promise<number>;
+}
+
+const hostPort = (s: string) => {
+  const i = s.lastIndexOf(':');
+  return { host: s.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(s.slice(i + 1)) };
+};
+
+/** Every call to Redis goes through here: a failure becomes "deny", never a crash. */
+const guarded = async <T>(p: Promise<T>): Promise<T> => {
+  try {
+    return await p;
+  } catch (err) {
+    throw new StoreUnavailableError(err);
+  }
+};
+
+export function connectRedis(opts: RedisStoreOptions, extra: RedisOptions = {}): Client {
+  const common: RedisOptions = {
+    // Fail fast while Redis is away: the caller denies, it does not hang.
+    maxRetriesPerRequest: 1,
+    commandTimeout: opts.commandTimeoutMs,
+    enableAutoPipelining: true,
+    password: opts.password,
+    ...extra,
+  };
+  if (opts.cluster?.length) {
+    return new Cluster(opts.cluster.map(hostPort), { redisOptions: common, enableAutoPipelining: true });
+  }
+  if (opts.sentinels?.length) {
+    return new Redis({ ...common, sentinels: opts.sentinels.map(hostPort), name: opts.sentinelName ?? 'mymaster' });
+  }
+  return new Redis(opts.url ?? 'redis://127.0.0.1:6379', common);
+}
+
+export class RedisStore implements Store {
+  readonly kind = 'redis' as const;
+  readonly challenges: RedisChallenges;
+  readonly users: RedisUsers;
+  readonly audit: RedisAudit;
+  readonly guards: RedisGuards;
+  private readonly client: Client & Scripts;
+  private subscriber?: Client;
+
+  constructor(private readonly opts: RedisStoreOptions) {
+    const client = connectRedis(opts);
+    client.on('error', () => {
+      // Reported through ping()/readyz and failed commands; ioredis reconnects by itself.
+    });
+    client.defineCommand('csTransition', { numberOfKeys: 1, lua: TRANSITION });
+    client.defineCommand('csCreateHash', { numberOfKeys: 1, lua: CREATE_HASH });
+    client.defineCommand('csUpdateHash', { numberOfKeys: 1, lua: UPDATE_HASH });
+    client.defineCommand('csAdvanceOtp', { numberOfKeys: 1, lua: ADVANCE_OTP });
+    client.defineCommand('csOtpFailure', { numberOfKeys: 1, lua: OTP_FAILURE });
+    client.defineCommand('csHit', { numberOfKeys: 1, lua: HIT });
+    this.client = client as Client & Scripts;
+    const p = opts.prefix;
+    this.challenges = new RedisChallenges(this.client, p, () => this.openSubscriber());
+    this.users = new RedisUsers(this.client, p);
+    this.audit = new RedisAudit(this.client, `${p}:{audit}`, opts.auditLimit);
+    this.guards = new RedisGuards(this.client, p);
+  }
+
+  /** One extra connection per process carries every subscription. */
+  private openSubscriber(): Client {
+    this.subscriber ??= connectRedis(this.opts, { maxRetriesPerRequest: null, commandTimeout: undefined });
+    this.subscriber.on('error', () => {});
+    return this.subscriber;
+  }
+
+  async ping(): Promise<void> {
+    await guarded(this.client.ping());
+  }
+
+  async close(): Promise<void> {
+    this.subscriber?.disconnect();
+    await this.client.quit().catch(() => this.client.disconnect());
+  }
+
+  /** For tests and benchmarks: the raw connection. */
+  get raw(): Client {
+    return this.client;
+  }
+}
+
+const enc = (v: unknown): string =>
+  typeof v === 'boolean' ? (v ? '1' : '0') : typeof v === 'object' ? JSON.stringify(v) : String(v);
+
+const flatToMap = (flat: string[]): Record<string, string> => {
+  const m: Record<string, string> = {};
+  for (let i = 0; i + 1 < flat.length; i += 2) m[flat[i]!] = flat[i + 1]!;
+  return m;
+};
+
+const toChallenge = (h: Record<string, string>): Challenge | null => {
+  if (!h.id) return null;
+  const c: Challenge = {
+    id: h.id,
+    displayCode: h.dc!,
+    user: h.user!,
+    factors: (h.factors ? h.factors.split(',') : []) as Factor[],
+    origin: JSON.parse(h.origin ?? '{}') as Origin,
+    state: h.state as Challenge['state'],
+    createdAt: Number(h.createdAt),
+    deadline: Number(h.deadline),
+  };
+  if (h.resolvedAt) c.resolvedAt = Number(h.resolvedAt);
+  if (h.method) c.method = h.method;
+  if (h.reason) c.reason = h.reason;
+  return c;
+};
+
+class RedisChallenges implements ChallengeStore {
+  private readonly dueKey: string;
+  private readonly channel: string;
+
+  constructor(
+    private client: Client & Scripts,
+    private prefix: string,
+    private subscriber: () => Client,
+  ) {
+    this.dueKey = `${prefix}:{due}`;
+    this.channel = `${prefix}:outcomes`;
+  }
+
+  private key(id: string) {
+    return `${this.prefix}:ch:{${id}}`;
+  }
+
+  async create(c: Challenge, keepAfterMs: number): Promise<void> {
+    const ttl = c.deadline - c.createdAt + keepAfterMs;
+    await guarded(
+      Promise.all([
+        this.client.csCreateHash(
+          this.key(c.id),
+          ttl,
+          'id', c.id,
+          'dc', c.displayCode,
+          'user', c.user,
+          'factors', c.factors.join(','),
+          'origin', JSON.stringify(c.origin),
+          'state', c.state,
+          'createdAt', c.createdAt,
+          'deadline', c.deadline,
+        ),
+        this.client.zadd(this.dueKey, c.deadline, c.id),
+      ]),
+    );
+  }
+
+  async get(id: string): Promise<Challenge | null> {
+    return toChallenge(await guarded(this.client.hgetall(this.key(id))));
+  }
+
+  async transition(
+    id: string,
+    to: Outcome,
+    now: number,
+    detail: { method?: string; reason?: string },
+    keepAfterMs: number,
+  ): Promise<TransitionResult> {
+    const [changed, flat] = await guarded(
+      this.client.csTransition(this.key(id), to, now, detail.method ?? '', detail.reason ?? '', keepAfterMs, this.channel),
+    );
+    if (changed === 1) {
+      // The deadline index lives in another slot; a stale entry is harmless.
+      this.client.zrem(this.dueKey, id).catch(() => {});
+    }
+    return { changed: changed === 1, challenge: flat ? toChallenge(flatToMap(flat)) : null };
+  }
+
+  async subscribe(onResolution: (r: Resolution) => void, onReconnect: () => void): Promise<void> {
+    const sub = this.subscriber();
+    let connectedBefore = false;
+    sub.on('message', (channel: string, message: string) => {
+      if (channel !== this.channel) return;
+      try {
+        onResolution(JSON.parse(message) as Resolution);
+      } catch {
+        // A malformed message resolves nothing; the deadline still holds.
+      }
+    });
+    sub.on('ready', () => {
+      if (!connectedBefore) return;
+      // Messages published while we were away are lost: waiters re-read state.
+      (sub.subscribe(this.channel) as Promise<unknown>).then(onReconnect, () => {});
+    });
+    await guarded(sub.subscribe(this.channel) as Promise<unknown>);
+    connectedBefore = true;
+  }
+
+  async due(now: number, limit: number): Promise<string[]> {
+    return guarded(this.client.zrangebyscore(this.dueKey, '-inf', now, 'LIMIT', 0, limit));
+  }
+
+  async forgetDue(ids: string[]): Promise<void> {
+    if (ids.length) await guarded(this.client.zrem(this.dueKey, ...ids));
+  }
+
+  async countPending(): Promise<number> {
+    return guarded(this.client.zcard(this.dueKey));
+  }
+}
+
+const BOOL_FIELDS = new Set(['otpEnabled', 'pushEnabled']);
+const NUM_FIELDS = new Set(['createdAt', 'otpDigits', 'otpPeriod', 'otpLast', 'otpFailures', 'otpLockedUntil']);
+
+const toUser = (h: Record<string, string>): UserRecord | null => {
+  if (!h.name) return null;
+  const u: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(h)) {
+    u[k] = BOOL_FIELDS.has(k) ? v === '1' : NUM_FIELDS.has(k) ? Number(v) : v;
+  }
+  return u as unknown as UserRecord;
+};
+
+const fieldsOf = (obj: Record<string, unknown>): (string | number)[] =>
+  Object.entries(obj).flatMap(([k, v]) => (v === undefined ? [] : [k, enc(v)]));
+
+class RedisUsers implements UserStore {
+  private readonly indexKey: string;
+  constructor(
+    private client: Client & Scripts,
+    private prefix: string,
+  ) {
+    this.indexKey = `${prefix}:{users}`;
+  }
+
+  private key(name: string) {
+    return `${this.prefix}:user:{${name}}`;
+  }
+
+  async create(user: UserRecord): Promise<boolean> {
+    const created = await guarded(this.client.csCreateHash(this.key(user.name), 0, ...fieldsOf({ ...user })));
+    if (created !== 1) return false;
+    await guarded(this.client.zadd(this.indexKey, 0, user.name));
+    return true;
+  }
+
+  async get(name: string): Promise<UserRecord | null> {
+    return toUser(await guarded(this.client.hgetall(this.key(name))));
+  }
+
+  async update(name: string, patch: UserPatch): Promise<boolean> {
+    const { unset, ...set } = patch;
+    const fields = fieldsOf(set);
+    const r = await guarded(this.client.csUpdateHash(this.key(name), fields.length / 2, ...fields, ...(unset ?? [])));
+    return r === 1;
+  }
+
+  async delete(name: string): Promise<boolean> {
+    const [n] = await guarded(Promise.all([this.client.del(this.key(name)), this.client.zrem(this.indexKey, name)]));
+    return n === 1;
+  }
+
+  async list(opts: { prefix?: string; after?: string; limit: number }): Promise<UserPage> {
+    const prefix = opts.prefix ?? '';
+    const end = prefix ? Buffer.concat([Buffer.from(`[${prefix}`), Buffer.from([0xff])]) : '+';
+    const startAtPrefix = prefix ? `[${prefix}` : '-';
+    const start =
+      opts.after !== undefined && Buffer.compare(Buffer.from(opts.after), Buffer.from(prefix)) >= 0
+        ? `(${opts.after}`
+        : startAtPrefix;
+    const [names, total] = await guarded(
+      Promise.all([
+        this.client.zrangebylex(this.indexKey, start, end, 'LIMIT', 0, opts.limit + 1),
+        this.client.zlexcount(this.indexKey, startAtPrefix, end),
+      ]),
+    );
+    const page = names.slice(0, opts.limit);
+    const users = await guarded(Promise.all(page.map((n) => this.client.hgetall(this.key(n)))));
+    return {
+      users: users.map(toUser).filter((u): u is UserRecord => u !== null),
+      next: names.length > opts.limit ? page[page.length - 1] : undefined,
+      total,
+    };
+  }
+
+  async advanceOtp(name: string, value: number): Promise<boolean> {
+    return (await guarded(this.client.csAdvanceOtp(this.key(name), value))) === 1;
+  }
+
+  async recordOtpFailure(name: string, now: number, maxFailures: number, lockMs: number) {
+    const [failures, lockedUntil] = await guarded(this.client.csOtpFailure(this.key(name), now, maxFailures, lockMs));
+    return { failures, lockedUntil };
+  }
+}
+
+class RedisAudit implements AuditStore {
+  constructor(
+    private client: Client,
+    private key: string,
+    private limit: number,
+  ) {}
+
+  async append(event: AuditEvent): Promise<void> {
+    await guarded(this.client.xadd(this.key, 'MAXLEN', '~', this.limit, '*', 'e', JSON.stringify(event)));
+  }
+
+  async query(q: AuditQuery): Promise<AuditEvent[]> {
+    const out: AuditEvent[] = [];
+    let end = '+';
+    // Filtered queries scan newest-first in batches, bounded by the stream's cap.
+    for (let scanned = 0; out.length < q.limit && scanned < this.limit; ) {
+      const batch = await guarded(this.client.xrevrange(this.key, end, '-', 'COUNT', 500));
+      if (batch.length === 0) break;
+      for (const [id, fields] of batch) {
+        const e = JSON.parse(fields[1] ?? '{}') as AuditEvent;
+        if (q.since !== undefined && e.at < q.since) return out;
+        if (matchesAudit(e, q)) out.push(e);
+        if (out.length >= q.limit) break;
+        end = `(${id}`;
+      }
+      scanned += batch.length;
+    }
+    return out;
+  }
+}
+
+class RedisGuards implements GuardStore {
+  constructor(
+    private client: Client & Scripts,
+    private prefix: string,
+  ) {}
+
+  async claimOnce(key: string, ttlMs: number): Promise<boolean> {
+    return (await guarded(this.client.set(`${this.prefix}:once:{${key}}`, '1', 'PX', ttlMs, 'NX'))) === 'OK';
+  }
+
+  async hit(key: string, windowMs: number): Promise<number> {
+    return guarded(this.client.csHit(`${this.prefix}:hits:{${key}}`, windowMs));
+  }
+}

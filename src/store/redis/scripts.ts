@@ -1,0 +1,73 @@
+/**
+ * Lua scripts: each one decides something in a single atomic step on one key
+ * (so it runs unchanged on Redis Cluster).
+ */
+
+/** KEYS[1] challenge; ARGV: to, now, method, reason, keepAfterMs, channel */
+export const TRANSITION = `
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return {0} end
+if state ~= 'pending' then return {0, redis.call('HGETALL', KEYS[1])} end
+local now = tonumber(ARGV[2])
+local to = ARGV[1]
+local method = ARGV[3]
+if now >= tonumber(redis.call('HGET', KEYS[1], 'deadline')) then
+  to = 'expired'
+  method = 'deadline'
+elseif to == 'expired' then
+  return {0, redis.call('HGETALL', KEYS[1])}
+end
+redis.call('HSET', KEYS[1], 'state', to, 'resolvedAt', ARGV[2])
+if method ~= '' then redis.call('HSET', KEYS[1], 'method', method) end
+if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'reason', ARGV[4]) end
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+local id = redis.call('HGET', KEYS[1], 'id')
+local msg = {id = id, state = to, resolvedAt = now}
+if method ~= '' then msg.method = method end
+if ARGV[4] ~= '' then msg.reason = ARGV[4] end
+redis.call('PUBLISH', ARGV[6], cjson.encode(msg))
+return {1, redis.call('HGETALL', KEYS[1])}
+`;
+
+/** KEYS[1] hash; ARGV: ttlMs, field, value, ... — creates only if absent. */
+export const CREATE_HASH = `
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+if tonumber(ARGV[1]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return 1
+`;
+
+/** KEYS[1] hash; ARGV: nSet, field, value, ..., fieldToDelete, ... — only if it exists. */
+export const UPDATE_HASH = `
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local n = tonumber(ARGV[1])
+if n > 0 then redis.call('HSET', KEYS[1], unpack(ARGV, 2, 1 + 2 * n)) end
+if #ARGV > 1 + 2 * n then redis.call('HDEL', KEYS[1], unpack(ARGV, 2 + 2 * n)) end
+return 1
+`;
+
+/** KEYS[1] user; ARGV: value — accept an OTP step/counter once, in order. */
+export const ADVANCE_OTP = `
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local last = tonumber(redis.call('HGET', KEYS[1], 'otpLast') or '-1')
+if tonumber(ARGV[1]) <= last then return 0 end
+redis.call('HSET', KEYS[1], 'otpLast', ARGV[1], 'otpFailures', 0)
+return 1
+`;
+
+/** KEYS[1] user; ARGV: now, maxFailures, lockMs */
+export const OTP_FAILURE = `
+if redis.call('EXISTS', KEYS[1]) == 0 then return {0, 0} end
+local n = redis.call('HINCRBY', KEYS[1], 'otpFailures', 1)
+if n >= tonumber(ARGV[2]) then
+  redis.call('HSET', KEYS[1], 'otpLockedUntil', tonumber(ARGV[1]) + tonumber(ARGV[3]))
+end
+return {n, tonumber(redis.call('HGET', KEYS[1], 'otpLockedUntil') or '0')}
+`;
+
+/** KEYS[1] counter; ARGV: windowMs */
+export const HIT = `
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return n
+`;

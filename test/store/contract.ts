@@ -1,0 +1,229 @@
+import assert from 'node:assert/strict';
+import { describe, it, after } from 'node:test';
+import type { Challenge, Resolution } from '../../src/core/challenge.js';
+import type { Store, UserRecord } from '../../src/store/store.js';
+
+const T0 = Date.UTC(2026, 0, 1);
+
+export const challengeAt = (id: string, over: Partial<Challenge> = {}): Challenge => ({
+  id,
+  displayCode: '4821',
+  user: 'alice',
+  factors: ['otp', 'push'],
+  origin: { front: 'radius', client: 'vpn-1', ip: '192.0.2.7', userAgent: 'test' },
+  state: 'pending',
+  createdAt: T0,
+  deadline: T0 + 150_000,
+  ...over,
+});
+
+const user = (name: string, over: Partial<UserRecord> = {}): UserRecord => ({
+  name,
+  createdAt: T0,
+  otpEnabled: false,
+  pushEnabled: false,
+  ...over,
+});
+
+let n = 0;
+const uid = (p: string) => `${p}-${process.pid}-${++n}-${Math.random().toString(36).slice(2, 10)}`;
+
+/** One contract, every Store: memory and Redis must be indistinguishable here. */
+export function storeContract(name: string, make: () => Promise<Store>): void {
+  describe(`Store contract: ${name}`, () => {
+    let store: Store;
+    const ready = (async () => (store = await make()))();
+    after(async () => (await ready).close());
+
+    describe('challenges', () => {
+      it('keeps what was created', async () => {
+        await ready;
+        const c = challengeAt(uid('c'));
+        await store.challenges.create(c, 60_000);
+        assert.deepEqual(await store.challenges.get(c.id), c);
+        assert.equal(await store.challenges.get(uid('missing')), null);
+      });
+
+      it('resolves exactly once, even when many race', async () => {
+        await ready;
+        const c = challengeAt(uid('race'));
+        await store.challenges.create(c, 60_000);
+        const results = await Promise.all(
+          Array.from({ length: 25 }, (_, i) =>
+            store.challenges.transition(c.id, i % 2 ? 'approved' : 'rejected', T0 + 1000, { method: `m${i}` }, 60_000),
+          ),
+        );
+        const winners = results.filter((r) => r.changed);
+        assert.equal(winners.length, 1);
+        const final = winners[0]!.challenge!;
+        for (const r of results) assert.equal(r.challenge!.state, final.state);
+        const stored = await store.challenges.get(c.id);
+        assert.equal(stored!.state, final.state);
+        assert.equal(stored!.method, final.method);
+        assert.equal(stored!.resolvedAt, T0 + 1000);
+      });
+
+      it('records reason and method', async () => {
+        await ready;
+        const c = challengeAt(uid('reason'));
+        await store.challenges.create(c, 60_000);
+        const r = await store.challenges.transition(c.id, 'rejected', T0 + 5, { method: 'push', reason: 'not-me' }, 60_000);
+        assert.equal(r.changed, true);
+        assert.equal(r.challenge!.reason, 'not-me');
+        assert.equal(r.challenge!.method, 'push');
+      });
+
+      it('never approves at or after the deadline', async () => {
+        await ready;
+        const c = challengeAt(uid('late'));
+        await store.challenges.create(c, 60_000);
+        const r = await store.challenges.transition(c.id, 'approved', c.deadline, { method: 'otp' }, 60_000);
+        assert.equal(r.changed, true);
+        assert.equal(r.challenge!.state, 'expired');
+        assert.equal(r.challenge!.method, 'deadline');
+      });
+
+      it('does not expire before the deadline', async () => {
+        await ready;
+        const c = challengeAt(uid('early'));
+        await store.challenges.create(c, 60_000);
+        const r = await store.challenges.transition(c.id, 'expired', c.deadline - 1, {}, 60_000);
+        assert.equal(r.changed, false);
+        assert.equal(r.challenge!.state, 'pending');
+      });
+
+      it('answers null for an unknown challenge', async () => {
+        await ready;
+        const r = await store.challenges.transition(uid('none'), 'approved', T0, {}, 60_000);
+        assert.deepEqual(r, { changed: false, challenge: null });
+      });
+
+      it('publishes each resolution to subscribers', async () => {
+        await ready;
+        const seen: Resolution[] = [];
+        await store.challenges.subscribe((r) => seen.push(r), () => {});
+        const c = challengeAt(uid('pub'));
+        await store.challenges.create(c, 60_000);
+        await store.challenges.transition(c.id, 'approved', T0 + 10, { method: 'push' }, 60_000);
+        await store.challenges.transition(c.id, 'rejected', T0 + 11, { method: 'push' }, 60_000);
+        for (let i = 0; i < 100 && !seen.some((r) => r.id === c.id); i++) await new Promise((r) => setTimeout(r, 10));
+        const mine = seen.filter((r) => r.id === c.id);
+        assert.equal(mine.length, 1, 'published once');
+        assert.deepEqual(mine[0], { id: c.id, state: 'approved', resolvedAt: T0 + 10, method: 'push' });
+      });
+
+      it('lists due challenges until they are resolved or forgotten', async () => {
+        await ready;
+        const base = T0 - 10_000_000 - Math.floor(Math.random() * 1e6); // older than anything else in the index
+        const a = challengeAt(uid('due-a'), { createdAt: base - 5000, deadline: base });
+        const b = challengeAt(uid('due-b'), { createdAt: base - 5000, deadline: base + 1 });
+        await store.challenges.create(a, 60_000);
+        await store.challenges.create(b, 60_000);
+        const due = await store.challenges.due(base + 1, 1000);
+        assert.ok(due.indexOf(a.id) >= 0 && due.indexOf(a.id) < due.indexOf(b.id), 'oldest first');
+        assert.ok(!(await store.challenges.due(base, 1000)).includes(b.id));
+        await store.challenges.transition(a.id, 'expired', base + 1, {}, 60_000);
+        await store.challenges.forgetDue([b.id]);
+        await new Promise((r) => setTimeout(r, 20));
+        const after = await store.challenges.due(base + 1, 1000);
+        assert.ok(!after.includes(a.id) && !after.includes(b.id));
+      });
+    });
+
+    describe('users', () => {
+      it('creates once, reads, updates, unsets and deletes', async () => {
+        await ready;
+        const name = uid('u');
+        assert.equal(await store.users.create(user(name, { displayName: 'Alice', otpEnabled: true, otpDigits: 6 })), true);
+        assert.equal(await store.users.create(user(name)), false);
+        const got = await store.users.get(name);
+        assert.deepEqual(got, user(name, { displayName: 'Alice', otpEnabled: true, otpDigits: 6 }));
+        assert.equal(await store.users.update(name, { pushEnabled: true, email: 'a@example.org', unset: ['displayName'] }), true);
+        const updated = await store.users.get(name);
+        assert.equal(updated!.pushEnabled, true);
+        assert.equal(updated!.email, 'a@example.org');
+        assert.equal(updated!.displayName, undefined);
+        assert.equal(await store.users.update(uid('nobody'), { pushEnabled: true }), false);
+        assert.equal(await store.users.get(uid('nobody')), null);
+        assert.equal(await store.users.delete(name), true);
+        assert.equal(await store.users.delete(name), false);
+        assert.equal(await store.users.get(name), null);
+      });
+
+      it('lists by prefix in byte order, a page at a time', async () => {
+        await ready;
+        const p = uid('list') + '-';
+        const names = ['b', 'a', 'c', 'aa', 'B', 'd', 'é'].map((s) => p + s);
+        for (const nm of names) await store.users.create(user(nm));
+        const sorted = [...names].sort((x, y) => Buffer.compare(Buffer.from(x), Buffer.from(y)));
+        const seen: string[] = [];
+        let after: string | undefined;
+        for (;;) {
+          const page = await store.users.list({ prefix: p, after, limit: 3 });
+          assert.equal(page.total, names.length);
+          seen.push(...page.users.map((u) => u.name));
+          if (!page.next) break;
+          after = page.next;
+        }
+        assert.deepEqual(seen, sorted);
+        const none = await store.users.list({ prefix: p + 'zz', limit: 10 });
+        assert.deepEqual(none, { users: [], next: undefined, total: 0 });
+      });
+
+      it('accepts each OTP step once and in order', async () => {
+        await ready;
+        const name = uid('otp');
+        await store.users.create(user(name, { otpLast: -1, otpFailures: 3 }));
+        assert.equal(await store.users.advanceOtp(name, 5), true);
+        assert.equal((await store.users.get(name))!.otpFailures, 0, 'success clears failures');
+        assert.equal(await store.users.advanceOtp(name, 5), false, 'same step again');
+        assert.equal(await store.users.advanceOtp(name, 4), false, 'older step');
+        const racers = await Promise.all(Array.from({ length: 10 }, () => store.users.advanceOtp(name, 9)));
+        assert.equal(racers.filter(Boolean).length, 1);
+        assert.equal(await store.users.advanceOtp(uid('ghost'), 1), false);
+      });
+
+      it('locks OTP after the allowed failures', async () => {
+        await ready;
+        const name = uid('lock');
+        await store.users.create(user(name));
+        for (let i = 1; i < 3; i++) assert.deepEqual(await store.users.recordOtpFailure(name, T0, 3, 60_000), { failures: i, lockedUntil: 0 });
+        assert.deepEqual(await store.users.recordOtpFailure(name, T0, 3, 60_000), { failures: 3, lockedUntil: T0 + 60_000 });
+        assert.equal((await store.users.get(name))!.otpLockedUntil, T0 + 60_000);
+      });
+    });
+
+    describe('audit', () => {
+      it('returns events newest first, filtered', async () => {
+        await ready;
+        const u = uid('aud');
+        for (let i = 0; i < 5; i++) {
+          await store.audit.append({ at: T0 + i, type: 'login', user: u, front: i % 2 ? 'radius' : 'oidc', outcome: 'approved' });
+        }
+        const all = await store.audit.query({ user: u, limit: 10 });
+        assert.deepEqual(all.map((e) => e.at), [4, 3, 2, 1, 0].map((i) => T0 + i));
+        const radius = await store.audit.query({ user: u, front: 'radius', limit: 10 });
+        assert.deepEqual(radius.map((e) => e.at), [T0 + 3, T0 + 1]);
+        assert.equal((await store.audit.query({ user: u, limit: 2 })).length, 2);
+      });
+    });
+
+    describe('guards', () => {
+      it('claims a key once within its lifetime', async () => {
+        await ready;
+        const k = uid('nonce');
+        assert.equal(await store.guards.claimOnce(k, 60_000), true);
+        assert.equal(await store.guards.claimOnce(k, 60_000), false);
+        const racers = await Promise.all(Array.from({ length: 10 }, () => store.guards.claimOnce(`${k}-r`, 60_000)));
+        assert.equal(racers.filter(Boolean).length, 1);
+      });
+
+      it('counts hits in a window', async () => {
+        await ready;
+        const k = uid('rate');
+        const counts = await Promise.all(Array.from({ length: 5 }, () => store.guards.hit(k, 60_000)));
+        assert.deepEqual(counts.sort(), [1, 2, 3, 4, 5]);
+      });
+    });
+  });
+}

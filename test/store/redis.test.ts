@@ -1,0 +1,61 @@
+import assert from 'node:assert/strict';
+import { it } from 'node:test';
+import { Redis } from 'ioredis';
+import { RedisStore } from '../../src/store/redis/index.js';
+import { StoreUnavailableError } from '../../src/core/errors.js';
+import { redisAvailable, requirePeer, testRedisUrl, uniquePrefix } from '../helpers/peers.js';
+import { challengeAt, storeContract } from './contract.js';
+
+const up = await redisAvailable();
+const opts = (prefix: string) => ({ url: testRedisUrl(), prefix, auditLimit: 1000, commandTimeoutMs: 2000 });
+
+if (up) {
+  storeContract('redis', async () => new RedisStore(opts(uniquePrefix('contract'))));
+}
+
+it('redis store is reachable for the contract suite', async (t) => {
+  requirePeer(t, up, `redis-server at ${testRedisUrl()}`);
+});
+
+it('redis keys carry hash tags and TTLs, so nothing leaks and Cluster works', async (t) => {
+  if (!requirePeer(t, up, 'redis-server')) return;
+  const prefix = uniquePrefix('keys');
+  const store = new RedisStore(opts(prefix));
+  const raw = new Redis(testRedisUrl());
+  try {
+    const now = Date.now();
+    const c = challengeAt('ttl-check-0000000000', { createdAt: now, deadline: now + 150_000 });
+    await store.challenges.create(c, 60_000);
+    const key = `${prefix}:ch:{${c.id}}`;
+    const ttl = await raw.pttl(key);
+    assert.ok(ttl > 200_000 && ttl <= 210_000, `pending TTL covers the deadline plus keepAfter (${ttl})`);
+    await store.challenges.transition(c.id, 'approved', now + 1, { method: 'otp' }, 5_000);
+    const after = await raw.pttl(key);
+    assert.ok(after > 0 && after <= 5_000, `resolved TTL is keepAfter (${after})`);
+    await store.guards.claimOnce('n1', 10_000);
+    await store.guards.hit('h1', 10_000);
+    const keys = await raw.keys(`${prefix}:*`);
+    for (const k of keys) {
+      assert.match(k, /\{[^}]+\}/, `${k} has a hash tag`);
+      if (!k.endsWith(':{users}') && !k.endsWith(':{audit}') && !k.endsWith(':{due}')) {
+        assert.ok((await raw.pttl(k)) > 0, `${k} expires`);
+      }
+    }
+    // The memory per pending challenge stays small.
+    const bytes = await raw.call('MEMORY', 'USAGE', key);
+    assert.ok(Number(bytes) < 1024, `challenge uses ${bytes} bytes`);
+  } finally {
+    const keys = await raw.keys(`${prefix}:*`);
+    if (keys.length) await raw.del(...keys);
+    raw.disconnect();
+    await store.close();
+  }
+});
+
+it('an unreachable redis fails with StoreUnavailableError, never an answer', async () => {
+  const store = new RedisStore({ url: 'redis://127.0.0.1:1', prefix: 'x', auditLimit: 100, commandTimeoutMs: 300 });
+  await assert.rejects(store.ping(), StoreUnavailableError);
+  await assert.rejects(store.challenges.transition('abc', 'approved', Date.now(), {}, 1000), StoreUnavailableError);
+  await assert.rejects(store.users.advanceOtp('alice', 1), StoreUnavailableError);
+  await store.close();
+});
