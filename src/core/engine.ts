@@ -1,0 +1,258 @@
+import { EventEmitter } from 'node:events';
+import type { Challenge, Factor, Origin, Outcome, Resolution } from './challenge.js';
+import { isFinal } from './challenge.js';
+import type { Clock, Timer } from './clock.js';
+import { CountersignError, notFound } from './errors.js';
+import { newChallengeId, newDisplayCode } from './ids.js';
+import type { Store, TransitionResult } from '../store/store.js';
+
+export interface EngineOptions {
+  store: Store;
+  clock: Clock;
+  /** How long a challenge waits for an answer (default 150 s). */
+  deadlineMs: number;
+  /** How long a resolved challenge stays readable, so late answers hear why. */
+  keepAfterMs: number;
+  displayCodeDigits: number;
+  /** How often this instance looks for challenges nobody waits on any more. */
+  sweepIntervalMs: number;
+}
+
+export interface EngineEvents {
+  opened: [Challenge];
+  /** Emitted once per challenge, by the instance whose call resolved it. */
+  resolved: [Challenge];
+  error: [unknown];
+}
+
+/** Raised to local waiters when this process stops: the front denies. */
+export class EngineStoppedError extends CountersignError {
+  constructor() {
+    super(503, 'shutting_down', 'this instance is shutting down; the login was not approved');
+  }
+}
+
+interface Waiter {
+  challenge?: Challenge;
+  early?: Resolution;
+  timer?: Timer;
+  listeners: Set<{ resolve: (c: Challenge) => void; reject: (e: unknown) => void }>;
+}
+
+/**
+ * The challenge lifecycle every front shares: open, wait for the single
+ * outcome, resolve. State lives in the store, so any instance can resolve a
+ * challenge another instance opened and the waiter learns it at once through
+ * the store's resolution feed. The deadline is enforced by the store (the
+ * transition script refuses to approve past it) and by a timer on whichever
+ * instance waits, with a sweeper for challenges nobody waits on.
+ */
+export class ChallengeEngine extends EventEmitter<EngineEvents> {
+  private readonly waiters = new Map<string, Waiter>();
+  private sweepTimer?: Timer;
+  private stopped = false;
+
+  constructor(readonly opts: EngineOptions) {
+    super();
+  }
+
+  get store(): Store {
+    return this.opts.store;
+  }
+
+  get clock(): Clock {
+    return this.opts.clock;
+  }
+
+  async start(): Promise<void> {
+    await this.store.challenges.subscribe(
+      (r) => this.onResolution(r),
+      () => this.recheckWaiters(),
+    );
+    this.scheduleSweep();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.sweepTimer?.cancel();
+    const err = new EngineStoppedError();
+    for (const [id, w] of this.waiters) this.finish(id, w, (l) => l.reject(err));
+  }
+
+  async open(user: string, factors: Factor[], origin: Origin, opts: { deadlineMs?: number } = {}): Promise<Challenge> {
+    if (this.stopped) throw new EngineStoppedError();
+    const now = this.clock.now();
+    const challenge: Challenge = {
+      id: newChallengeId(),
+      displayCode: newDisplayCode(this.opts.displayCodeDigits),
+      user,
+      factors,
+      origin,
+      state: 'pending',
+      createdAt: now,
+      deadline: now + (opts.deadlineMs ?? this.opts.deadlineMs),
+    };
+    await this.store.challenges.create(challenge, this.opts.keepAfterMs);
+    this.emit('opened', challenge);
+    return challenge;
+  }
+
+  /** The challenge, with `expired` shown once its deadline has passed. */
+  async get(id: string): Promise<Challenge | null> {
+    const c = await this.store.challenges.get(id);
+    if (c && c.state === 'pending' && this.clock.now() >= c.deadline) {
+      return (await this.resolve(id, 'expired', {})).challenge;
+    }
+    return c;
+  }
+
+  /**
+   * Moves a pending challenge to an outcome, once. Whoever calls this second
+   * (or after the deadline) gets the recorded outcome and `changed: false`.
+   */
+  async resolve(id: string, to: Outcome, detail: { method?: string; reason?: string }): Promise<TransitionResult> {
+    const result = await this.store.challenges.transition(id, to, this.clock.now(), detail, this.opts.keepAfterMs);
+    if (result.changed && result.challenge) {
+      this.emit('resolved', result.challenge);
+      const w = this.waiters.get(id);
+      if (w) this.settle(id, w, result.challenge);
+    }
+    return result;
+  }
+
+  approve(id: string, method: string) {
+    return this.resolve(id, 'approved', { method });
+  }
+
+  reject(id: string, method: string, reason?: string) {
+    return this.resolve(id, 'rejected', { method, reason });
+  }
+
+  cancel(id: string, reason: string) {
+    return this.resolve(id, 'cancelled', { method: 'cancel', reason });
+  }
+
+  /**
+   * Resolves with the challenge in its final state: as soon as any instance
+   * decides it, or `expired` at the deadline. Rejects when the challenge does
+   * not exist, the store fails, or this instance stops: callers deny then.
+   */
+  wait(id: string, signal?: AbortSignal): Promise<Challenge> {
+    if (this.stopped) return Promise.reject(new EngineStoppedError());
+    let w = this.waiters.get(id);
+    const fresh = !w;
+    if (!w) {
+      w = { listeners: new Set() };
+      this.waiters.set(id, w);
+    }
+    const waiter = w;
+    const promise = new Promise<Challenge>((resolve, reject) => {
+      const listener = { resolve, reject };
+      waiter.listeners.add(listener);
+      signal?.addEventListener(
+        'abort',
+        () => {
+          waiter.listeners.delete(listener);
+          reject(signal.reason ?? new Error('aborted'));
+          if (waiter.listeners.size === 0) this.drop(id, waiter);
+        },
+        { once: true },
+      );
+    });
+    // Registered before reading, so a resolution published meanwhile is kept in `early`.
+    if (fresh) void this.watch(id, waiter);
+    return promise;
+  }
+
+  /** How many waits this instance holds (for metrics and benchmarks). */
+  get waiting(): number {
+    return this.waiters.size;
+  }
+
+  private async watch(id: string, w: Waiter): Promise<void> {
+    try {
+      const c = await this.store.challenges.get(id);
+      if (this.waiters.get(id) !== w) return;
+      if (!c) return this.finish(id, w, (l) => l.reject(notFound('challenge', id)));
+      w.challenge = c;
+      if (w.early) return this.settle(id, w, { ...c, ...w.early });
+      if (isFinal(c.state)) return this.settle(id, w, c);
+      w.timer = this.clock.at(c.deadline, () => void this.expire(id, w));
+    } catch (err) {
+      this.finish(id, w, (l) => l.reject(err));
+    }
+  }
+
+  private async expire(id: string, w: Waiter): Promise<void> {
+    try {
+      const r = await this.resolve(id, 'expired', {});
+      if (this.waiters.get(id) !== w) return;
+      if (!r.challenge) return this.finish(id, w, (l) => l.reject(notFound('challenge', id)));
+      if (isFinal(r.challenge.state)) return this.settle(id, w, r.challenge);
+      // Another instance's clock is behind ours: look again shortly.
+      w.timer = this.clock.at(this.clock.now() + 250, () => void this.expire(id, w));
+    } catch (err) {
+      // The store is unreachable at the deadline: the login is over, and denied.
+      this.finish(id, w, (l) => l.reject(err));
+    }
+  }
+
+  private onResolution(r: Resolution): void {
+    const w = this.waiters.get(r.id);
+    if (!w) return;
+    if (!w.challenge) w.early = r;
+    else this.settle(r.id, w, { ...w.challenge, ...r });
+  }
+
+  private recheckWaiters(): void {
+    for (const [id, w] of this.waiters) {
+      if (!w.challenge) continue;
+      this.store.challenges.get(id).then(
+        (c) => {
+          if (c && isFinal(c.state) && this.waiters.get(id) === w) this.settle(id, w, c);
+        },
+        () => {},
+      );
+    }
+  }
+
+  private settle(id: string, w: Waiter, c: Challenge): void {
+    this.finish(id, w, (l) => l.resolve(c));
+  }
+
+  private finish(id: string, w: Waiter, call: (l: { resolve: (c: Challenge) => void; reject: (e: unknown) => void }) => void) {
+    this.drop(id, w);
+    for (const l of w.listeners) call(l);
+    w.listeners.clear();
+  }
+
+  private drop(id: string, w: Waiter): void {
+    w.timer?.cancel();
+    if (this.waiters.get(id) === w) this.waiters.delete(id);
+  }
+
+  private scheduleSweep(): void {
+    if (this.stopped) return;
+    this.sweepTimer = this.clock.at(this.clock.now() + this.opts.sweepIntervalMs, () => {
+      this.sweep()
+        .catch((err) => {
+          if (this.listenerCount('error') > 0) this.emit('error', err);
+        })
+        .finally(() => this.scheduleSweep());
+    });
+  }
+
+  /** Expires challenges whose deadline passed with nobody waiting on them. */
+  async sweep(): Promise<number> {
+    const ids = await this.store.challenges.due(this.clock.now(), 200);
+    let expired = 0;
+    const gone: string[] = [];
+    for (const id of ids) {
+      const r = await this.resolve(id, 'expired', {});
+      if (r.changed) expired++;
+      else if (!r.challenge || isFinal(r.challenge.state)) gone.push(id);
+    }
+    await this.store.challenges.forgetDue(gone);
+    return expired;
+  }
+}
