@@ -1,0 +1,80 @@
+import { EventEmitter } from 'node:events';
+import type { Challenge, Origin } from './challenge.js';
+import type { Directory } from './directory.js';
+import type { ChallengeEngine } from './engine.js';
+import { CountersignError, notFound } from './errors.js';
+import type { OtpChecker } from './otp-check.js';
+import type { UserService } from './users.js';
+
+export const firstFactorFailed = () =>
+  new CountersignError(401, 'first_factor_failed', 'wrong user name or password');
+
+/**
+ * The flow every front shares: first factor, open a challenge, then an OTP
+ * typed into the front or an outcome to wait for. Fronts translate their
+ * protocol into these calls and the errors back into their own answers.
+ */
+export class LoginService extends EventEmitter<{ otpFailure: [string] }> {
+  constructor(
+    private engine: ChallengeEngine,
+    private users: UserService,
+    private otp: OtpChecker,
+    private directory: Directory,
+  ) {
+    super();
+  }
+
+  /**
+   * Opens a challenge for `user`. With a password the directory checks it
+   * first; without one the front vouches that the first factor was done.
+   */
+  async begin(user: string, password: string | null, origin: Origin, opts: { deadlineMs?: number } = {}): Promise<Challenge> {
+    let name = user;
+    if (password !== null) {
+      const verified = await this.directory.verify(user, password);
+      if (!verified) throw firstFactorFailed();
+      name = verified;
+    }
+    const record = await this.users.require(name);
+    const factors = this.users.factorsOf(record);
+    if (factors.length === 0) {
+      throw new CountersignError(422, 'no_second_factor', `'${name}' has no second factor enabled; ask an administrator to enable OTP or push`);
+    }
+    return this.engine.open(name, factors, origin, opts);
+  }
+
+  async requirePending(id: string): Promise<Challenge> {
+    const c = await this.engine.get(id);
+    if (!c) throw notFound('challenge', id);
+    if (c.state !== 'pending') {
+      throw new CountersignError(409, `challenge_${c.state}`, `this login is already ${c.state}`, { state: c.state });
+    }
+    return c;
+  }
+
+  /**
+   * Checks an OTP typed for a pending challenge and approves it. A wrong code
+   * leaves the challenge pending for another try; a lockout rejects it.
+   */
+  async answerOtp(id: string, code: string): Promise<Challenge> {
+    const c = await this.requirePending(id);
+    if (!c.factors.includes('otp')) {
+      throw new CountersignError(403, 'otp_not_offered', 'this login does not accept a one-time password');
+    }
+    try {
+      await this.otp.check(c.user, code);
+    } catch (err) {
+      if (err instanceof CountersignError) {
+        this.emit('otpFailure', err.code);
+        if (err.code === 'otp_locked') await this.engine.reject(id, 'otp', 'otp_locked');
+      }
+      throw err;
+    }
+    const r = await this.engine.approve(id, 'otp');
+    if (r.challenge?.state !== 'approved') {
+      const state = r.challenge?.state ?? 'expired';
+      throw new CountersignError(409, `challenge_${state}`, `this login is already ${state}`, { state });
+    }
+    return r.challenge;
+  }
+}

@@ -1,0 +1,38 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { it } from 'node:test';
+import { hashPassword, verifyPassword } from '../../src/core/password.js';
+import { SecretBox } from '../../src/core/secretbox.js';
+
+it('seals secrets with AES-256-GCM bound to their context', () => {
+  const box = new SecretBox(randomBytes(32));
+  const secret = randomBytes(20);
+  const sealed = box.seal(secret, 'otp:alice');
+  assert.match(sealed, /^v1\.[\w-]+\.[\w-]+$/);
+  assert.ok(!sealed.includes(secret.toString('base64url')));
+  assert.deepEqual(box.open(sealed, 'otp:alice'), secret);
+  assert.notEqual(box.seal(secret, 'otp:alice'), sealed, 'a fresh IV every time');
+  assert.throws(() => box.open(sealed, 'otp:mallory'), { code: 'secret_unreadable' });
+  assert.throws(() => new SecretBox(randomBytes(32)).open(sealed, 'otp:alice'), { code: 'secret_unreadable' });
+  const [v, iv, body] = sealed.split('.');
+  const flipped = Buffer.from(body!, 'base64url');
+  flipped[0]! ^= 1;
+  assert.throws(() => box.open(`${v}.${iv}.${flipped.toString('base64url')}`, 'otp:alice'), { code: 'secret_unreadable' });
+  assert.throws(() => box.open('garbage', 'otp:alice'), { code: 'secret_unreadable' });
+  assert.throws(() => new SecretBox(randomBytes(16)), /32 bytes/);
+});
+
+it('hashes passwords with scrypt and verifies them', async () => {
+  const cost = { N: 1024, r: 8, p: 1 };
+  const h = await hashPassword('correct horse', cost);
+  assert.match(h, /^scrypt\$1024\$8\$1\$[\w-]+\$[\w-]+$/);
+  assert.notEqual(await hashPassword('correct horse', cost), h, 'salted');
+  assert.equal(await verifyPassword('correct horse', h), true);
+  assert.equal(await verifyPassword('correct horsE', h), false);
+  assert.equal(await verifyPassword('', h), false);
+  assert.equal(await verifyPassword('anything', undefined), false);
+  assert.equal(await verifyPassword('anything', 'scrypt$broken'), false);
+  // NFC and NFD spellings of the same text are the same password.
+  const nfc = await hashPassword('caf\u00e9', cost);
+  assert.equal(await verifyPassword('cafe\u0301', nfc), true);
+});
