@@ -1,0 +1,257 @@
+import { parseArgs } from 'node:util';
+import QRCode from 'qrcode';
+import { loadConfig, ConfigError } from '../config/load.js';
+import { seedDemo } from '../demo.js';
+import { startServer } from '../main.js';
+import { AdminClient, CliError } from './client.js';
+
+const USAGE = `countersign — second-factor server
+
+Server:
+  countersign serve                          run the server (config: COUNTERSIGN_CONFIG or config/countersign.json, env overrides)
+
+Users (talk to a running server: COUNTERSIGN_URL, COUNTERSIGN_ADMIN_TOKEN):
+  countersign user add NAME [--password-stdin] [--display-name N] [--email E]
+  countersign user list [--prefix P] [--limit N]
+  countersign user show NAME
+  countersign user delete NAME
+  countersign user enable NAME... --otp|--push [--hotp]   (enabling OTP prints the otpauth:// URI and a QR code)
+  countersign user disable NAME... --otp|--push
+  countersign user otp NAME [--hotp]         enrol OTP again with a new seed
+  countersign user unlock NAME               clear an OTP lockout
+  countersign user set-password NAME --password-stdin
+
+Logins:
+  countersign challenge open USER [--password-stdin]
+  countersign challenge show ID
+  countersign challenge wait ID [--timeout S]
+  countersign challenge otp ID CODE
+  countersign challenge approve|reject|cancel ID
+  countersign otp verify USER CODE
+  countersign audit [--user U] [--front F] [--outcome O] [--limit N]
+
+Add --json to any client command for the raw answer.`;
+
+async function readStdin(): Promise<string> {
+  if (process.stdin.isTTY) throw new CliError('--password-stdin reads the password from standard input; pipe it in');
+  const chunks: Buffer[] = [];
+  for await (const c of process.stdin) chunks.push(c as Buffer);
+  return Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
+}
+
+const out = (s: string) => process.stdout.write(`${s}\n`);
+
+async function printEnrolment(name: string, otp: { uri: string }) {
+  out(`${name}: ${otp.uri}`);
+  out(await QRCode.toString(otp.uri, { type: 'terminal', small: true }));
+}
+
+const describeUser = (u: any) =>
+  `${u.name}${u.displayName ? ` (${u.displayName})` : ''}  otp: ${u.otp.enabled ? (u.otp.lockedUntil ? 'locked' : 'on') : 'off'}  push: ${
+    u.push.enabled ? 'on' : 'off'
+  }`;
+
+const describeChallenge = (c: any) =>
+  `${c.id}  ${c.state}  user ${c.user}  ID ${c.displayCode}  factors ${c.factors.join(',') || '-'}${
+    c.state === 'pending' ? `  ${c.secondsLeft}s left` : c.method ? `  via ${c.method}${c.reason ? ` (${c.reason})` : ''}` : ''
+  }`;
+
+async function serve(): Promise<void> {
+  const config = loadConfig();
+  const running = await startServer(config);
+  if (config.mode === 'development' && config.demo) process.stderr.write(`${await seedDemo(running)}\n`);
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    running.ctx.log.info({ signal }, 'stopping');
+    running.close().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
+  };
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const { values: o, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      'password-stdin': { type: 'boolean' },
+      'display-name': { type: 'string' },
+      email: { type: 'string' },
+      otp: { type: 'boolean' },
+      push: { type: 'boolean' },
+      hotp: { type: 'boolean' },
+      prefix: { type: 'string' },
+      limit: { type: 'string' },
+      timeout: { type: 'string' },
+      user: { type: 'string' },
+      front: { type: 'string' },
+      outcome: { type: 'string' },
+      json: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  const [cmd, sub, ...args] = positionals;
+  if (o.help || !cmd || cmd === 'help') {
+    out(USAGE);
+    return cmd || o.help ? 0 : 2;
+  }
+  if (cmd === 'serve') {
+    await serve();
+    return -1; // keep running
+  }
+
+  const api = new AdminClient();
+  const show = (data: unknown, human: () => string) => out(o.json ? JSON.stringify(data, null, 2) : human());
+  const need = (n: number, what: string) => {
+    if (args.length < n) throw new CliError(`missing ${what}; see countersign --help`);
+  };
+  const factor = () => {
+    if (Boolean(o.otp) === Boolean(o.push)) throw new CliError('say which factor: --otp or --push');
+    return o.otp ? 'otp' : 'push';
+  };
+  const enc = encodeURIComponent;
+
+  if (cmd === 'user') {
+    switch (sub) {
+      case 'add': {
+        need(1, 'NAME');
+        const password = o['password-stdin'] ? await readStdin() : undefined;
+        const u = await api.call('POST', '/users', { name: args[0], password, displayName: o['display-name'], email: o.email });
+        show(u, () => `created ${describeUser(u)}`);
+        return 0;
+      }
+      case 'list': {
+        const q = new URLSearchParams({ limit: o.limit ?? '100', ...(o.prefix ? { prefix: o.prefix } : {}) });
+        const page = await api.call('GET', `/users?${q}`);
+        show(page, () => [...page.users.map(describeUser), `(${page.users.length} of ${page.total})`].join('\n'));
+        return 0;
+      }
+      case 'show': {
+        need(1, 'NAME');
+        const u = await api.call('GET', `/users/${enc(args[0]!)}`);
+        show(u, () => JSON.stringify(u, null, 2));
+        return 0;
+      }
+      case 'delete': {
+        need(1, 'NAME');
+        await api.call('DELETE', `/users/${enc(args[0]!)}`);
+        show({ ok: true }, () => `deleted ${args[0]}`);
+        return 0;
+      }
+      case 'set-password': {
+        need(1, 'NAME');
+        if (!o['password-stdin']) throw new CliError('pass the new password on standard input with --password-stdin');
+        const u = await api.call('PATCH', `/users/${enc(args[0]!)}`, { password: await readStdin() });
+        show(u, () => `password set for ${u.name}`);
+        return 0;
+      }
+      case 'enable':
+      case 'disable': {
+        need(1, 'NAME');
+        const r = await api.call('POST', '/users/factors', {
+          users: args,
+          factor: factor(),
+          enabled: sub === 'enable',
+          ...(o.hotp ? { otp: { type: 'hotp' } } : {}),
+        });
+        if (o.json) show(r, () => '');
+        else {
+          for (const x of r.results) {
+            if (!x.ok) out(`${x.name}: ${x.error}`);
+            else if (x.otp) await printEnrolment(x.name, x.otp);
+          }
+          out(`${sub}d ${factor()} for ${r.succeeded} user(s)${r.failed ? `, ${r.failed} failed` : ''}`);
+        }
+        return r.failed ? 1 : 0;
+      }
+      case 'otp': {
+        need(1, 'NAME');
+        const e = await api.call('POST', `/users/${enc(args[0]!)}/otp`, o.hotp ? { type: 'hotp' } : {});
+        if (o.json) show(e, () => '');
+        else await printEnrolment(args[0]!, e);
+        return 0;
+      }
+      case 'unlock': {
+        need(1, 'NAME');
+        const u = await api.call('POST', `/users/${enc(args[0]!)}/unlock`);
+        show(u, () => `unlocked ${describeUser(u)}`);
+        return 0;
+      }
+    }
+  }
+  if (cmd === 'challenge') {
+    need(1, sub === 'open' ? 'USER' : 'ID');
+    const id = enc(args[0]!);
+    let c: any;
+    switch (sub) {
+      case 'open':
+        c = await api.call('POST', '/challenges', {
+          user: args[0],
+          ...(o['password-stdin'] ? { password: await readStdin() } : {}),
+          origin: { client: 'countersign-cli' },
+        });
+        break;
+      case 'show':
+        c = await api.call('GET', `/challenges/${id}`);
+        break;
+      case 'wait':
+        c = await api.call('GET', `/challenges/${id}/wait?timeout=${o.timeout ?? 25}`);
+        break;
+      case 'otp':
+        need(2, 'CODE');
+        c = await api.call('POST', `/challenges/${id}/otp`, { code: args[1] });
+        break;
+      case 'approve':
+      case 'reject':
+      case 'cancel':
+        c = await api.call('POST', `/challenges/${id}/${sub}`, {});
+        break;
+      default:
+        throw new CliError(`unknown command: challenge ${sub ?? ''}; see countersign --help`);
+    }
+    show(c, () => describeChallenge(c));
+    return c.state === 'approved' || c.state === 'pending' ? 0 : 1;
+  }
+  if (cmd === 'otp' && sub === 'verify') {
+    need(2, 'USER CODE');
+    const r = await api.call('POST', '/otp/verify', { user: args[0], code: args[1] });
+    show(r, () => 'code accepted');
+    return 0;
+  }
+  if (cmd === 'audit') {
+    const q = new URLSearchParams({ limit: o.limit ?? '50' });
+    for (const k of ['user', 'front', 'outcome'] as const) if (o[k]) q.set(k, o[k]!);
+    const r = await api.call('GET', `/audit?${q}`);
+    show(r, () =>
+      r.events
+        .map(
+          (e: any) =>
+            `${new Date(e.at).toISOString()}  ${e.type}  ${e.user ?? '-'}  ${e.front ?? ''} ${e.client ?? ''} ${e.ip ?? ''}  ${
+              e.outcome ?? e.detail?.action ?? ''
+            }${e.durationMs !== undefined ? ` ${e.durationMs}ms` : ''}`,
+        )
+        .join('\n'),
+    );
+    return 0;
+  }
+  throw new CliError(`unknown command: ${[cmd, sub].filter(Boolean).join(' ')}; see countersign --help`);
+}
+
+export function run(): void {
+  main(process.argv.slice(2)).then(
+    (code) => {
+      if (code >= 0) process.exitCode = code;
+    },
+    (err) => {
+      if (err instanceof CliError || err instanceof ConfigError) process.stderr.write(`countersign: ${err.message}\n`);
+      else if ((err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) process.stderr.write(`countersign: ${(err as Error).message}\n`);
+      else process.stderr.write(`countersign: ${(err as Error).stack ?? err}\n`);
+      process.exitCode = process.exitCode || 1;
+    },
+  );
+}

@@ -1,0 +1,28 @@
+import type { Logger } from 'pino';
+import type { Audit } from './core/audit.js';
+import type { Clock } from './core/clock.js';
+import type { Directory } from './core/directory.js';
+import type { ChallengeEngine } from './core/engine.js';
+import type { LoginService } from './core/login.js';
+import type { OtpChecker } from './core/otp-check.js';
+import type { SecretBox } from './core/secretbox.js';
+import type { UserService } from './core/users.js';
+import type { Config } from './config/schema.js';
+import type { Metrics } from './observability/metrics.js';
+import type { Store } from './store/store.js';
+
+/** What main.ts wires together and hands to every front and plugin. */
+export interface AppContext {
+  config: Config;
+  log: Logger;
+  clock: Clock;
+  store: Store;
+  box: SecretBox;
+  engine: ChallengeEngine;
+  users: UserService;
+  otp: OtpChecker;
+  audit: Audit;
+  directory: Directory;
+  login: LoginService;
+  metrics: Metrics;
+}

@@ -1,0 +1,48 @@
+import QRCode from 'qrcode';
+import { CountersignError } from './core/errors.js';
+import type { Running } from './main.js';
+
+export const DEMO_USER = 'demo';
+export const DEMO_PASSWORD = 'demo-password';
+
+/** Development mode only: a user to try things with, and a banner saying how. */
+export async function seedDemo(running: Running): Promise<string> {
+  const { ctx, url, adminToken } = running;
+  const lines: string[] = [];
+  let enrolment;
+  try {
+    await ctx.users.create({ name: DEMO_USER, password: DEMO_PASSWORD, displayName: 'Demo User' });
+    enrolment = await ctx.users.enrolOtp(DEMO_USER);
+    await ctx.users.setFactor([DEMO_USER], 'push', true);
+  } catch (err) {
+    if (!(err instanceof CountersignError && err.code === 'user_exists')) throw err;
+  }
+  const store = ctx.store.kind === 'memory' ? 'in-memory store (nothing is kept after a restart)' : 'Redis store';
+  lines.push(
+    '',
+    `Countersign is running in ${ctx.config.mode} mode on the ${store}.`,
+    '',
+    `  Admin API     ${url}/api/v1          (Authorization: Bearer ${adminToken})`,
+    `  OpenAPI       ${url}/api/v1/openapi.json`,
+    `  Health        ${url}/healthz  ${url}/readyz  ${url}/metrics`,
+    '',
+  );
+  if (enrolment) {
+    lines.push(
+      `  Demo user     ${DEMO_USER} / ${DEMO_PASSWORD}, OTP enrolled. Add it to an authenticator app:`,
+      `                ${enrolment.uri}`,
+      await QRCode.toString(enrolment.uri, { type: 'terminal', small: true }),
+    );
+  } else {
+    lines.push(`  Demo user     ${DEMO_USER} already exists (its OTP seed was shown when it was created).`, '');
+  }
+  lines.push(
+    '  Try, in another terminal:',
+    `    export COUNTERSIGN_URL=${url} COUNTERSIGN_ADMIN_TOKEN=${adminToken}`,
+    '    npx countersign user list',
+    `    echo ${DEMO_PASSWORD} | npx countersign challenge open ${DEMO_USER} --password-stdin`,
+    '    npx countersign challenge otp <challenge id> <code from the app>',
+    '',
+  );
+  return lines.join('\n');
+}

@@ -1,0 +1,123 @@
+import { z } from 'zod';
+import type { Challenge } from '../../core/challenge.js';
+import { notFound } from '../../core/errors.js';
+import type { ApiBuilder } from '../../http/openapi.js';
+import { userName } from '../../http/validate.js';
+import type { AppContext } from '../../context.js';
+
+const idParam = (id: unknown) => z.string().regex(/^[A-Za-z0-9_-]{16,64}$/).safeParse(id).data;
+
+/**
+ * Challenges over the admin API: a generic way in for integrations that have
+ * no front of their own yet, and the help desk's override.
+ */
+export function challengeRoutes(api: ApiBuilder, ctx: AppContext): void {
+  const view = (c: Challenge) => ({
+    ...c,
+    secondsLeft: c.state === 'pending' ? Math.max(0, Math.ceil((c.deadline - ctx.clock.now()) / 1000)) : 0,
+  });
+  const find = async (raw: unknown) => {
+    const id = idParam(raw);
+    const c = id ? await ctx.engine.get(id) : null;
+    if (!c) throw notFound('challenge', String(raw));
+    return c;
+  };
+
+  api.route({
+    method: 'post',
+    path: '/challenges',
+    summary: 'Open a challenge for a user (checking the password first when one is given)',
+    body: z
+      .object({
+        user: userName,
+        password: z.string().max(1024).optional(),
+        origin: z
+          .object({ client: z.string().max(200).optional(), ip: z.string().max(64).optional(), userAgent: z.string().max(500).optional() })
+          .strict()
+          .optional(),
+        deadlineSeconds: z.number().int().min(5).max(3600).optional(),
+      })
+      .strict(),
+    errors: { 401: 'wrong user name or password', 404: 'no such user', 422: 'the user has no second factor' },
+    handler: async ({ body, req, res }) => {
+      const c = await ctx.login.begin(
+        body.user,
+        body.password ?? null,
+        { front: 'api', ip: req.ip, ...body.origin },
+        { deadlineMs: body.deadlineSeconds ? body.deadlineSeconds * 1000 : undefined },
+      );
+      res.status(201);
+      return view(c);
+    },
+  });
+
+  api.route({
+    method: 'get',
+    path: '/challenges/:id',
+    summary: 'The state of a challenge',
+    errors: { 404: 'unknown or forgotten challenge' },
+    handler: async ({ req }) => view(await find(req.params.id)),
+  });
+
+  api.route({
+    method: 'get',
+    path: '/challenges/:id/wait',
+    summary: 'Long-poll: answers as soon as the challenge is decided, or after `timeout` seconds with its current state',
+    query: z.object({ timeout: z.coerce.number().min(0).max(60).default(25) }),
+    errors: { 404: 'unknown or forgotten challenge' },
+    handler: async ({ req, query }) => {
+      const c = await find(req.params.id);
+      if (c.state !== 'pending' || query.timeout === 0) return view(c);
+      const abort = new AbortController();
+      const timer = setTimeout(() => abort.abort(new Error('timeout')), query.timeout * 1000);
+      req.on('close', () => abort.abort(new Error('client went away')));
+      try {
+        return view(await ctx.engine.wait(c.id, abort.signal));
+      } catch (err) {
+        if (abort.signal.aborted) return view((await ctx.engine.get(c.id)) ?? c);
+        throw err;
+      } finally {
+        clearTimeout(timer);
+      }
+    },
+  });
+
+  api.route({
+    method: 'post',
+    path: '/challenges/:id/otp',
+    summary: 'Answer a pending challenge with a one-time password',
+    body: z.object({ code: z.string().min(1).max(16) }).strict(),
+    errors: {
+      401: 'wrong or reused code (the challenge stays pending)',
+      404: 'unknown challenge',
+      409: 'the challenge is no longer pending',
+      423: 'OTP locked (the challenge is rejected)',
+    },
+    handler: async ({ req, body }) => {
+      const c = await find(req.params.id);
+      return view(await ctx.login.answerOtp(c.id, body.code));
+    },
+  });
+
+  for (const action of ['approve', 'reject', 'cancel'] as const) {
+    api.route({
+      method: 'post',
+      path: `/challenges/:id/${action}`,
+      summary: `${action[0]!.toUpperCase()}${action.slice(1)} a pending challenge by administrator decision`,
+      body: z.object({ reason: z.string().max(200).optional() }).strict(),
+      errors: { 404: 'unknown challenge', 409: 'the challenge is no longer pending' },
+      handler: async ({ req, body }) => {
+        const c = await ctx.login.requirePending(String(idParam(req.params.id) ?? ''));
+        const reason = body.reason ?? `by administrator`;
+        const r =
+          action === 'approve'
+            ? await ctx.engine.approve(c.id, 'admin')
+            : action === 'reject'
+              ? await ctx.engine.reject(c.id, 'admin', reason)
+              : await ctx.engine.cancel(c.id, reason);
+        void ctx.audit.record({ at: ctx.clock.now(), type: 'admin', user: c.user, challengeId: c.id, detail: { action: `challenge.${action}` } });
+        return view(r.challenge!);
+      },
+    });
+  }
+}

@@ -1,0 +1,41 @@
+import express, { type Express } from 'express';
+import { z } from 'zod';
+import { ApiBuilder } from '../../http/openapi.js';
+import type { AppContext } from '../../context.js';
+import { requireAdminToken } from './auth.js';
+import { challengeRoutes } from './challenges.js';
+import { userRoutes } from './users.js';
+
+export const ADMIN_BASE = '/api/v1';
+
+/** The admin API: bearer token, JSON in and out, described at /api/v1/openapi.json. */
+export function mountAdminApi(app: Express, ctx: AppContext, token: string): void {
+  const router = express.Router();
+  const api = new ApiBuilder(router, ADMIN_BASE, {
+    title: 'Countersign admin API',
+    version: '1',
+    description: 'Users, factors, challenges and audit. Every call needs `Authorization: Bearer <admin token>`.',
+  });
+  app.get(`${ADMIN_BASE}/openapi.json`, (_req, res) => {
+    res.json(api.openapi());
+  });
+  router.use(requireAdminToken(ctx, token));
+  router.use(express.json({ limit: '2mb' }));
+
+  userRoutes(api, ctx);
+  challengeRoutes(api, ctx);
+  api.route({
+    method: 'get',
+    path: '/audit',
+    summary: 'Audit events, newest first, filtered by user, front or outcome',
+    query: z.object({
+      user: z.string().max(128).optional(),
+      front: z.string().max(32).optional(),
+      outcome: z.string().max(32).optional(),
+      since: z.coerce.number().int().min(0).optional(),
+      limit: z.coerce.number().int().min(1).max(1000).default(100),
+    }),
+    handler: async ({ query }) => ({ events: await ctx.store.audit.query(query) }),
+  });
+  app.use(ADMIN_BASE, router);
+}

@@ -1,0 +1,154 @@
+import { z } from 'zod';
+import QRCode from 'qrcode';
+import type { ApiBuilder } from '../../http/openapi.js';
+import { userName } from '../../http/validate.js';
+import type { AppContext } from '../../context.js';
+
+const otpParams = z
+  .object({
+    type: z.enum(['totp', 'hotp']).optional(),
+    algorithm: z.enum(['SHA1', 'SHA256', 'SHA512']).optional(),
+    digits: z.number().int().min(6).max(8).optional(),
+    period: z.number().int().min(10).max(120).optional(),
+  })
+  .strict();
+
+const password = z.string().min(1).max(1024);
+
+const withQr = async <T extends { uri: string }>(e: T) => ({ ...e, qrSvg: await QRCode.toString(e.uri, { type: 'svg', margin: 2 }) });
+
+export function userRoutes(api: ApiBuilder, ctx: AppContext): void {
+  api.route({
+    method: 'get',
+    path: '/users',
+    summary: 'List users in name order, optionally by name prefix, a page at a time',
+    query: z.object({
+      prefix: z.string().max(128).optional(),
+      after: z.string().max(128).optional(),
+      limit: z.coerce.number().int().min(1).max(1000).default(100),
+    }),
+    handler: ({ query }) => ctx.users.list(query),
+  });
+
+  api.route({
+    method: 'post',
+    path: '/users',
+    summary: 'Create a user (password optional: without one, the first factor must come from elsewhere)',
+    body: z
+      .object({ name: userName, password: password.optional(), displayName: z.string().max(200).optional(), email: z.email().optional() })
+      .strict(),
+    errors: { 400: 'invalid input', 409: 'the name is taken' },
+    handler: async ({ body, res }) => {
+      const user = await ctx.users.create(body);
+      void ctx.audit.record({ at: ctx.clock.now(), type: 'admin', user: body.name, detail: { action: 'user.create' } });
+      res.status(201);
+      return user;
+    },
+  });
+
+  // Registered before /users/:name so "factors" is not taken for a name.
+  api.route({
+    method: 'post',
+    path: '/users/factors',
+    summary: 'Turn OTP or push on or off for many users in one call',
+    body: z
+      .object({
+        users: z.array(userName).min(1).max(10_000),
+        factor: z.enum(['otp', 'push']),
+        enabled: z.boolean(),
+        otp: otpParams.optional(),
+      })
+      .strict(),
+    errors: { 400: 'invalid input' },
+    handler: async ({ body }) => {
+      const results = await ctx.users.setFactor(body.users, body.factor, body.enabled, body.otp);
+      const succeeded = results.filter((r) => r.ok).length;
+      void ctx.audit.record({
+        at: ctx.clock.now(),
+        type: 'admin',
+        detail: { action: `${body.factor}.${body.enabled ? 'enable' : 'disable'}`, users: results.length, succeeded },
+      });
+      return { succeeded, failed: results.length - succeeded, results };
+    },
+  });
+
+  api.route({
+    method: 'get',
+    path: '/users/:name',
+    summary: 'Show one user and the state of their factors',
+    errors: { 404: 'no such user' },
+    handler: ({ req }) => ctx.users.get(String(req.params.name)),
+  });
+
+  api.route({
+    method: 'patch',
+    path: '/users/:name',
+    summary: 'Change a user’s password (null removes it), display name or email',
+    body: z
+      .object({ password: password.nullable().optional(), displayName: z.string().max(200).optional(), email: z.email().optional() })
+      .strict(),
+    errors: { 404: 'no such user' },
+    handler: ({ req, body }) => ctx.users.update(String(req.params.name), body),
+  });
+
+  api.route({
+    method: 'delete',
+    path: '/users/:name',
+    summary: 'Delete a user',
+    errors: { 404: 'no such user' },
+    handler: async ({ req }) => {
+      const name = String(req.params.name);
+      await ctx.users.delete(name);
+      void ctx.audit.record({ at: ctx.clock.now(), type: 'admin', user: name, detail: { action: 'user.delete' } });
+      return { ok: true };
+    },
+  });
+
+  api.route({
+    method: 'post',
+    path: '/users/:name/otp',
+    summary: 'Enrol (or re-enrol) OTP: a new seed, returned once as an otpauth:// URI and a QR code',
+    body: otpParams,
+    errors: { 404: 'no such user' },
+    handler: async ({ req, body }) => {
+      const name = String(req.params.name);
+      const enrolment = await ctx.users.enrolOtp(name, body);
+      void ctx.audit.record({ at: ctx.clock.now(), type: 'admin', user: name, detail: { action: 'otp.enrol' } });
+      return withQr(enrolment);
+    },
+  });
+
+  api.route({
+    method: 'post',
+    path: '/users/:name/otp/resync',
+    summary: 'Bring a drifted HOTP token back with two consecutive codes',
+    body: z.object({ code1: z.string().regex(/^\d{6,8}$/), code2: z.string().regex(/^\d{6,8}$/) }).strict(),
+    errors: { 400: 'not an HOTP user, or the codes do not match', 404: 'no such user' },
+    handler: ({ req, body }) => ctx.users.resyncHotp(String(req.params.name), body.code1, body.code2),
+  });
+
+  api.route({
+    method: 'post',
+    path: '/users/:name/unlock',
+    summary: 'Clear an OTP lockout',
+    errors: { 404: 'no such user' },
+    handler: async ({ req }) => {
+      const name = String(req.params.name);
+      const user = await ctx.users.unlock(name);
+      void ctx.audit.record({ at: ctx.clock.now(), type: 'admin', user: name, detail: { action: 'otp.unlock' } });
+      return user;
+    },
+  });
+
+  api.route({
+    method: 'post',
+    path: '/otp/verify',
+    summary: 'Check a one-time password outside a challenge (it is used up if right)',
+    body: z.object({ user: userName, code: z.string().min(1).max(16) }).strict(),
+    errors: { 401: 'wrong or reused code', 403: 'OTP not enabled', 404: 'no such user', 423: 'locked' },
+    handler: async ({ body }) => {
+      await ctx.otp.check(body.user, body.code);
+      return { ok: true };
+    },
+  });
+}

@@ -1,0 +1,51 @@
+import express, { type ErrorRequestHandler, type Express, type RequestHandler } from 'express';
+import { CountersignError } from '../core/errors.js';
+import type { AppContext } from '../context.js';
+
+/**
+ * The HTTP shell every front mounts into: health, readiness, metrics, and one
+ * error handler that turns everything into a clear JSON answer.
+ */
+export function createHttpApp(ctx: AppContext, mount: (app: Express) => void): Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('trust proxy', ctx.config.http.trustProxy);
+  app.set('query parser', 'simple');
+
+  app.get('/healthz', (_req, res) => {
+    res.json({ status: 'ok' });
+  });
+  app.get('/readyz', async (_req, res) => {
+    try {
+      await ctx.store.ping();
+      res.json({ status: 'ready', store: ctx.store.kind });
+    } catch {
+      res.status(503).json({ status: 'not ready', store: ctx.store.kind, message: 'the store does not answer' });
+    }
+  });
+  app.get('/metrics', async (_req, res) => {
+    res.type(ctx.metrics.registry.contentType).send(await ctx.metrics.registry.metrics());
+  });
+
+  mount(app);
+
+  app.use(((req, res) => {
+    res.status(404).json({ error: 'not_found', message: `no route for ${req.method} ${req.path}` });
+  }) as RequestHandler);
+  app.use(((err, req, res, _next) => {
+    if (err instanceof CountersignError) {
+      if (err.status >= 500) ctx.log.error({ err, path: req.path }, err.message);
+      res.status(err.status).json({ error: err.code, message: err.message, ...err.details });
+      return;
+    }
+    // body-parser errors carry a status: malformed JSON, too large, wrong charset.
+    const status = typeof err?.status === 'number' && err.status >= 400 && err.status < 500 ? err.status : 500;
+    if (status < 500) {
+      res.status(status).json({ error: err.type ?? 'bad_request', message: err.message });
+      return;
+    }
+    ctx.log.error({ err, path: req.path }, 'unhandled error');
+    res.status(500).json({ error: 'internal', message: 'internal error; nothing was approved' });
+  }) as ErrorRequestHandler);
+  return app;
+}

@@ -1,0 +1,51 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { Challenge } from '../core/challenge.js';
+import type { ChallengeEngine } from '../core/engine.js';
+
+/** Prometheus metrics, fed by engine events; served as text at /metrics. */
+export class Metrics {
+  readonly registry = new Registry();
+  private opened = new Counter({
+    name: 'countersign_challenges_opened_total',
+    help: 'Challenges opened, by front',
+    labelNames: ['front'],
+    registers: [this.registry],
+  });
+  private resolved = new Counter({
+    name: 'countersign_challenges_resolved_total',
+    help: 'Challenges resolved by this instance, by front and outcome',
+    labelNames: ['front', 'outcome'],
+    registers: [this.registry],
+  });
+  private latency = new Histogram({
+    name: 'countersign_challenge_resolution_seconds',
+    help: 'Time from opening a challenge to its outcome',
+    labelNames: ['front', 'outcome'],
+    buckets: [0.5, 1, 2, 5, 10, 20, 30, 60, 90, 120, 150, 300],
+    registers: [this.registry],
+  });
+  readonly otpFailures = new Counter({
+    name: 'countersign_otp_failures_total',
+    help: 'Rejected one-time passwords, by reason',
+    labelNames: ['reason'],
+    registers: [this.registry],
+  });
+
+  constructor(engine: ChallengeEngine) {
+    collectDefaultMetrics({ register: this.registry, prefix: 'countersign_' });
+    new Gauge({
+      name: 'countersign_waiting_requests',
+      help: 'Requests on this instance waiting for a challenge outcome',
+      registers: [this.registry],
+      collect() {
+        this.set(engine.waiting);
+      },
+    });
+    engine.on('opened', (c) => this.opened.inc({ front: c.origin.front }));
+    engine.on('resolved', (c: Challenge) => {
+      const labels = { front: c.origin.front, outcome: c.state };
+      this.resolved.inc(labels);
+      this.latency.observe(labels, ((c.resolvedAt ?? c.createdAt) - c.createdAt) / 1000);
+    });
+  }
+}

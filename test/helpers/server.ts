@@ -1,0 +1,44 @@
+import { randomBytes } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
+import { loadConfig } from '../../src/config/load.js';
+import { startServer, type Running, type StartOptions } from '../../src/main.js';
+
+export interface TestServer extends Running {
+  api<T = any>(method: string, path: string, body?: unknown, token?: string): Promise<{ status: number; body: T }>;
+}
+
+export const TEST_TOKEN = 'test-admin-token-0123456789abcdef';
+
+/** A real server on a free loopback port, configured the way an operator would. */
+export async function startTestServer(env: Record<string, string> = {}, opts: StartOptions = {}): Promise<TestServer> {
+  const config = loadConfig({
+    COUNTERSIGN_HTTP_HOST: '127.0.0.1',
+    COUNTERSIGN_HTTP_PORT: '0',
+    COUNTERSIGN_SECRET_KEY: randomBytes(32).toString('base64'),
+    COUNTERSIGN_ADMIN_TOKEN: TEST_TOKEN,
+    COUNTERSIGN_LOG_LEVEL: 'silent',
+    COUNTERSIGN_DEMO: 'false',
+    ...env,
+  });
+  config.passwords.scryptN = 1024; // fast tests; the format carries the cost
+  const running = await startServer(config, opts);
+  return {
+    ...running,
+    async api(method, path, body, token = TEST_TOKEN) {
+      const res = await fetch(`${running.url}${path}`, {
+        method,
+        headers: {
+          ...(token ? { authorization: `Bearer ${token}` } : {}),
+          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+        },
+        body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+      });
+      const text = await res.text();
+      return { status: res.status, body: text && res.headers.get('content-type')?.includes('json') ? JSON.parse(text) : text };
+    },
+  };
+}
+
+/** The current TOTP code for a base32 secret, computed by Debian's oathtool. */
+export const oathTotp = (secret: string, digits = 6, extra: string[] = []) =>
+  execFileSync('oathtool', ['--totp', '-b', '-d', String(digits), ...extra, secret], { encoding: 'utf8' }).trim();
