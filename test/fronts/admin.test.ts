@@ -97,6 +97,7 @@ describe('admin API on the embedded default', () => {
     assert.equal(r.status, 200);
     assert.match(r.body.uri, /^otpauth:\/\/hotp\/Countersign:carol\?/);
     assert.match(r.body.qrSvg, /^<svg/);
+    assert.match(r.body.qrPng, /^data:image\/png;base64,iVBOR/);
     assert.deepEqual(r.body.params, { type: 'hotp', algorithm: 'SHA256', digits: 8, period: 30 });
   });
 

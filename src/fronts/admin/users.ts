@@ -15,7 +15,11 @@ const otpParams = z
 
 const password = z.string().min(1).max(1024);
 
-const withQr = async <T extends { uri: string }>(e: T) => ({ ...e, qrSvg: await QRCode.toString(e.uri, { type: 'svg', margin: 2 }) });
+const withQr = async <T extends { uri: string }>(e: T) => ({
+  ...e,
+  qrSvg: await QRCode.toString(e.uri, { type: 'svg', margin: 2 }),
+  qrPng: await QRCode.toDataURL(e.uri, { margin: 2, scale: 6 }),
+});
 
 export function userRoutes(api: ApiBuilder, ctx: AppContext): void {
   api.route({
