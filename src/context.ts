@@ -2,13 +2,16 @@ import type { Logger } from 'pino';
 import type { Audit } from './core/audit.js';
 import type { Clock } from './core/clock.js';
 import type { Directory } from './core/directory.js';
+import type { DeviceService } from './core/devices.js';
 import type { ChallengeEngine } from './core/engine.js';
+import type { PushService } from './core/push-service.js';
 import type { LoginService } from './core/login.js';
 import type { OtpChecker } from './core/otp-check.js';
 import type { SecretBox } from './core/secretbox.js';
 import type { UserService } from './core/users.js';
 import type { Config } from './config/schema.js';
 import type { Metrics } from './observability/metrics.js';
+import type { RadiusClients } from './fronts/radius/clients.js';
 import type { Store } from './store/store.js';
 
 /** What main.ts wires together and hands to every front and plugin. */
@@ -24,5 +27,8 @@ export interface AppContext {
   audit: Audit;
   directory: Directory;
   login: LoginService;
+  devices: DeviceService;
+  push: PushService;
+  radiusClients: RadiusClients;
   metrics: Metrics;
 }

@@ -5,9 +5,14 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { pino, type Logger } from 'pino';
 import createLocalDirectory from '../plugins/directory-local/index.js';
+import createFcmTransport from '../plugins/push-fcm/index.js';
+import createApnsTransport from '../plugins/push-apns/index.js';
 import { Audit } from './core/audit.js';
 import { systemClock, type Clock } from './core/clock.js';
+import { DeviceService } from './core/devices.js';
 import { ChallengeEngine } from './core/engine.js';
+import type { Platform, PushTransport } from './core/push.js';
+import { PushService } from './core/push-service.js';
 import { LoginService } from './core/login.js';
 import { OtpChecker } from './core/otp-check.js';
 import { SecretBox } from './core/secretbox.js';
@@ -15,6 +20,9 @@ import { UserService } from './core/users.js';
 import type { Config } from './config/schema.js';
 import type { AppContext } from './context.js';
 import { mountAdminApi } from './fronts/admin/index.js';
+import { mountDeviceApi } from './fronts/device/index.js';
+import { RadiusClients } from './fronts/radius/clients.js';
+import { RadiusFront } from './fronts/radius/server.js';
 import { createHttpApp } from './http/server.js';
 import { Metrics } from './observability/metrics.js';
 import { MemoryStore } from './store/memory/index.js';
@@ -23,6 +31,8 @@ import type { Store } from './store/store.js';
 
 export interface Running {
   url: string;
+  /** The UDP port the RADIUS front listens on, when enabled. */
+  radiusPort?: number;
   adminToken: string;
   ctx: AppContext;
   close(): Promise<void>;
@@ -31,6 +41,37 @@ export interface Running {
 export interface StartOptions {
   clock?: Clock;
   log?: Logger;
+  /** Push transports to use instead of those the config describes. */
+  pushTransports?: PushTransport[];
+}
+
+/** The push plugins the config names, one per platform. */
+function configuredTransports(config: Config): PushTransport[] {
+  const t: PushTransport[] = [];
+  const fcm = config.push.fcm;
+  if (fcm) {
+    t.push(
+      createFcmTransport({
+        projectId: fcm.projectId,
+        serviceAccount: fcm.serviceAccountFile ?? process.env.GOOGLE_APPLICATION_CREDENTIALS,
+        endpoint: fcm.endpoint,
+        timeoutMs: config.push.sendTimeoutMs,
+      }),
+    );
+  }
+  const apns = config.push.apns;
+  if (apns) {
+    t.push(
+      createApnsTransport({
+        token: { key: apns.keyFile, keyId: apns.keyId, teamId: apns.teamId },
+        production: apns.production,
+        topic: apns.topic,
+        address: apns.address,
+        timeoutMs: config.push.sendTimeoutMs,
+      }),
+    );
+  }
+  return t;
 }
 
 /** Reads a secret kept in the data dir, creating it on first start (development only). */
@@ -81,13 +122,41 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   });
   const audit = new Audit(store, log.child({ component: 'audit' }));
   const directory = createLocalDirectory({ store });
-  const login = new LoginService(engine, users, otp, directory);
-  const metrics = new Metrics(engine);
-  const ctx: AppContext = { config, log, clock, store, box, engine, users, otp, audit, directory, login, metrics };
+  const devices = new DeviceService(store, box, clock, {
+    enrolmentMs: config.push.enrolmentSeconds * 1000,
+    requestMaxAgeMs: config.push.requestMaxAgeSeconds * 1000,
+    publicUrl: config.http.publicUrl ?? '',
+  });
+  const transports = opts.pushTransports ?? configuredTransports(config);
+  const push = new PushService(
+    store,
+    engine,
+    devices,
+    audit,
+    clock,
+    log.child({ component: 'push' }),
+    new Map<Platform, PushTransport>(transports.map((t) => [t.platform, t])),
+    {
+      numberMatching: config.push.numberMatching,
+      rateLimit: { count: config.push.rateLimit.count, windowMs: config.push.rateLimit.windowSeconds * 1000 },
+      rejectLockout: {
+        count: config.push.rejectLockout.count,
+        windowMs: config.push.rejectLockout.windowSeconds * 1000,
+        lockMs: config.push.rejectLockout.lockSeconds * 1000,
+      },
+      notMeMuteMs: config.push.notMeMuteSeconds * 1000,
+      sendTimeoutMs: config.push.sendTimeoutMs,
+    },
+  );
+  const login = new LoginService(engine, users, otp, directory, push);
+  const metrics = new Metrics(engine, push);
+  const radiusClients = new RadiusClients(store, box, config.radius.clients);
+  const ctx: AppContext = { config, log, clock, store, box, engine, users, otp, audit, directory, login, devices, push, metrics, radiusClients };
 
   engine.on('resolved', (c) => void audit.login(c));
   engine.on('error', (err) => log.error({ err }, 'engine background task failed'));
   login.on('otpFailure', (reason) => metrics.otpFailures.inc({ reason }));
+  login.on('pushFailed', (err) => log.error({ err }, 'push dispatch failed'));
 
   // Redis may be down at start: serve anyway (readyz says not ready, logins are denied).
   const subscribed = engine.start().then(
@@ -99,7 +168,10 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   );
   await Promise.race([subscribed, new Promise((r) => setTimeout(r, 5000).unref())]);
 
-  const app = createHttpApp(ctx, (a) => mountAdminApi(a, ctx, adminToken));
+  const app = createHttpApp(ctx, (a) => {
+    mountAdminApi(a, ctx, adminToken);
+    mountDeviceApi(a, ctx);
+  });
   const server: Server = await new Promise((resolve, reject) => {
     const s = app.listen(config.http.port, config.http.host, () => resolve(s));
     s.once('error', reject);
@@ -107,20 +179,36 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const addr = server.address() as AddressInfo;
   const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
   const url = `http://${host === '0.0.0.0' || host === '[::]' ? '127.0.0.1' : host}:${addr.port}`;
-  log.info({ url, store: store.kind, mode: config.mode }, 'countersign listening');
+  devices.publicUrl ||= url;
+  let radius: RadiusFront | undefined;
+  let radiusPort: number | undefined;
+  if (config.radius.enabled) {
+    radius = new RadiusFront(ctx, radiusClients);
+    try {
+      radiusPort = (await radius.start(config.radius.host, config.radius.port)).port;
+      log.info({ host: config.radius.host, port: radiusPort, clients: radiusClients.list().map((c) => c.name) }, 'radius listening');
+    } catch (err) {
+      server.close();
+      await store.close();
+      throw new Error(`cannot listen for RADIUS on ${config.radius.host}:${config.radius.port}: ${(err as Error).message} (set radius.port, or radius.enabled false)`);
+    }
+  }
+  log.info({ url, store: store.kind, mode: config.mode, push: transports.map((t) => t.platform) }, 'countersign listening');
 
   let closing: Promise<void> | undefined;
   const close = () =>
     (closing ??= (async () => {
       // Waiters are told first, so held requests answer "denied" rather than hang.
       await engine.stop();
+      await radius?.stop();
       server.closeIdleConnections();
       const done = new Promise<void>((r) => server.close(() => r()));
       const force = setTimeout(() => server.closeAllConnections(), 2000);
       await done;
       clearTimeout(force);
+      await Promise.all(transports.map((t) => t.close().catch(() => {})));
       await store.close();
       log.info('countersign stopped');
     })());
-  return { url, adminToken, ctx, close };
+  return { url, radiusPort, adminToken, ctx, close };
 }

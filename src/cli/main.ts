@@ -3,6 +3,7 @@ import QRCode from 'qrcode';
 import { loadConfig, ConfigError } from '../config/load.js';
 import { seedDemo } from '../demo.js';
 import { startServer } from '../main.js';
+import { Authenticator } from './authenticator.js';
 import { AdminClient, CliError } from './client.js';
 
 const USAGE = `countersign — second-factor server
@@ -20,6 +21,20 @@ Users (talk to a running server: COUNTERSIGN_URL, COUNTERSIGN_ADMIN_TOKEN):
   countersign user otp NAME [--hotp]         enrol OTP again with a new seed
   countersign user unlock NAME               clear an OTP lockout
   countersign user set-password NAME --password-stdin
+  countersign user devices NAME              list enrolled devices
+  countersign user device-rename NAME ID NEW_NAME
+  countersign user device-revoke NAME ID
+
+Push enrolment:
+  countersign enrol NAME                     one-time enrolment link (10 minutes) as a URI and a QR code
+
+Reference authenticator (acts as a phone; keeps its key in --key-file, default countersign-device.json):
+  countersign device enrol LINK [--name N] [--platform android|ios] [--push-token T] [--protected]
+  countersign device pending
+  countersign device approve ID [--number N] [--watch]     ID: the display ID on the login screen
+  countersign device reject ID [--not-me]
+  countersign device watch [--approve|--reject|--not-me] [--number N] [--once] [--interval MS] [--seconds S]
+  countersign device set-token [TOKEN]       replace (or with none, drop) the push token
 
 Logins:
   countersign challenge open USER [--password-stdin]
@@ -92,6 +107,19 @@ export async function main(argv: string[]): Promise<number> {
       front: { type: 'string' },
       outcome: { type: 'string' },
       json: { type: 'boolean' },
+      'key-file': { type: 'string' },
+      name: { type: 'string' },
+      platform: { type: 'string' },
+      'push-token': { type: 'string' },
+      protected: { type: 'boolean' },
+      number: { type: 'string' },
+      watch: { type: 'boolean' },
+      'not-me': { type: 'boolean' },
+      approve: { type: 'boolean' },
+      reject: { type: 'boolean' },
+      once: { type: 'boolean' },
+      interval: { type: 'string' },
+      seconds: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -105,8 +133,10 @@ export async function main(argv: string[]): Promise<number> {
     return -1; // keep running
   }
 
-  const api = new AdminClient();
   const show = (data: unknown, human: () => string) => out(o.json ? JSON.stringify(data, null, 2) : human());
+  if (cmd === 'device') return deviceCommand(sub, args, o, show);
+
+  const api = new AdminClient();
   const need = (n: number, what: string) => {
     if (args.length < n) throw new CliError(`missing ${what}; see countersign --help`);
   };
@@ -176,6 +206,30 @@ export async function main(argv: string[]): Promise<number> {
         else await printEnrolment(args[0]!, e);
         return 0;
       }
+      case 'devices': {
+        need(1, 'NAME');
+        const r = await api.call('GET', `/users/${enc(args[0]!)}/devices`);
+        show(r, () =>
+          r.devices.length
+            ? r.devices
+                .map((d: any) => `${d.id}  ${d.name}  ${d.platform}${d.push ? '' : d.stale ? ' (stale token)' : ' (poll only)'}${d.protected ? '  PIN' : ''}`)
+                .join('\n')
+            : `${args[0]} has no devices`,
+        );
+        return 0;
+      }
+      case 'device-rename': {
+        need(3, 'NAME ID NEW_NAME');
+        const d = await api.call('PATCH', `/users/${enc(args[0]!)}/devices/${enc(args[1]!)}`, { name: args[2] });
+        show(d, () => `renamed ${d.id} to ${d.name}`);
+        return 0;
+      }
+      case 'device-revoke': {
+        need(2, 'NAME ID');
+        await api.call('DELETE', `/users/${enc(args[0]!)}/devices/${enc(args[1]!)}`);
+        show({ ok: true }, () => `revoked ${args[1]}`);
+        return 0;
+      }
       case 'unlock': {
         need(1, 'NAME');
         const u = await api.call('POST', `/users/${enc(args[0]!)}/unlock`);
@@ -217,6 +271,17 @@ export async function main(argv: string[]): Promise<number> {
     show(c, () => describeChallenge(c));
     return c.state === 'approved' || c.state === 'pending' ? 0 : 1;
   }
+  if (cmd === 'enrol') {
+    if (!sub) throw new CliError('missing NAME; see countersign --help');
+    const link = await api.call('POST', `/users/${enc(sub)}/enrolments`);
+    if (o.json) show(link, () => '');
+    else {
+      out(`Scan with the authenticator app (valid until ${new Date(link.expiresAt).toISOString()}, once):`);
+      out(link.uri);
+      out(await QRCode.toString(link.uri, { type: 'terminal', small: true }));
+    }
+    return 0;
+  }
   if (cmd === 'otp' && sub === 'verify') {
     need(2, 'USER CODE');
     const r = await api.call('POST', '/otp/verify', { user: args[0], code: args[1] });
@@ -240,6 +305,82 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   }
   throw new CliError(`unknown command: ${[cmd, sub].filter(Boolean).join(' ')}; see countersign --help`);
+}
+
+type Options = Record<string, string | boolean | undefined>;
+
+const describePending = (p: any) =>
+  `ID ${p.displayCode}  ${p.user}  ${p.client ?? '-'} from ${p.ip ?? '-'}  ${Math.max(0, Math.ceil((p.deadline - Date.now()) / 1000))}s left${
+    p.numberMatching ? '  (type the number from the login screen)' : ''
+  }${p.bindingMessage ? `  “${p.bindingMessage}”` : ''}`;
+
+/** The reference authenticator: `countersign device …` acts as a phone. */
+async function deviceCommand(sub: string | undefined, args: string[], o: Options, show: (d: unknown, h: () => string) => void) {
+  const keyFile = (o['key-file'] as string | undefined) ?? 'countersign-device.json';
+  const answerExtra = () => ({
+    ...(o.number ? { number: String(o.number) } : {}),
+    ...(o.watch ? { via: 'watch' as const } : {}),
+  });
+  switch (sub) {
+    case 'enrol': {
+      if (!args[0]) throw new CliError('missing LINK (countersign://enrol?…); see countersign --help');
+      const platform = (o.platform as string | undefined) ?? 'android';
+      if (platform !== 'android' && platform !== 'ios') throw new CliError('--platform is android or ios');
+      const a = await Authenticator.enrol(args[0], {
+        name: o.name as string | undefined,
+        platform,
+        pushToken: o['push-token'] as string | undefined,
+        protected: Boolean(o.protected),
+      });
+      a.save(keyFile);
+      show({ deviceId: a.file.deviceId, user: a.file.user, keyFile }, () => `enrolled device ${a.file.deviceId} for ${a.file.user}; key saved in ${keyFile}`);
+      return 0;
+    }
+    case 'pending': {
+      const pending = await Authenticator.load(keyFile).pending();
+      show({ pending }, () => (pending.length ? pending.map(describePending).join('\n') : 'no pending logins'));
+      return 0;
+    }
+    case 'approve':
+    case 'reject': {
+      if (!args[0]) throw new CliError('missing ID (the display ID on the login screen)');
+      const a = Authenticator.load(keyFile);
+      const p = await a.findByDisplayCode(args[0]);
+      const r = await a.answer(p.challengeId, sub, sub === 'reject' ? { ...(o['not-me'] ? { reason: 'not-me' } : {}) } : answerExtra());
+      show(r, () => `${sub === 'approve' ? 'approved' : 'rejected'} login ID ${p.displayCode} (${r.state})`);
+      return 0;
+    }
+    case 'set-token': {
+      await Authenticator.load(keyFile).setPushToken(args[0]);
+      show({ ok: true }, () => (args[0] ? 'push token replaced' : 'push token removed (poll only)'));
+      return 0;
+    }
+    case 'watch': {
+      const a = Authenticator.load(keyFile);
+      const decision = o.reject || o['not-me'] ? 'reject' : o.approve ? 'approve' : null;
+      const interval = Number(o.interval ?? 500);
+      const until = o.seconds ? Date.now() + Number(o.seconds) * 1000 : Infinity;
+      const seen = new Set<string>();
+      out(`watching for logins of ${a.file.user}${decision ? ` (answering ${decision})` : ''}…`);
+      while (Date.now() < until) {
+        for (const p of await a.pending()) {
+          if (seen.has(p.challengeId)) continue;
+          seen.add(p.challengeId);
+          out(describePending(p));
+          if (!decision) continue;
+          const r = await a
+            .answer(p.challengeId, decision, decision === 'reject' ? (o['not-me'] ? { reason: 'not-me' } : {}) : answerExtra())
+            .catch((err: Error) => ({ state: `refused: ${err.message}` }));
+          out(`  ${decision === 'approve' ? 'approved' : 'rejected'}: ${r.state}`);
+          if (o.once) return 0;
+        }
+        await new Promise((r) => setTimeout(r, interval));
+      }
+      return o.once ? 1 : 0;
+    }
+    default:
+      throw new CliError(`unknown command: device ${sub ?? ''}; see countersign --help`);
+  }
 }
 
 export function run(): void {

@@ -57,7 +57,9 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     if (v !== undefined && v !== '') setPath(raw, path, v);
   }
   if (env.COUNTERSIGN_REDIS_URL) setPath(raw, ['store', 'kind'], 'redis');
-  if (env.COUNTERSIGN_DEMO !== undefined) setPath(raw, ['demo'], env.COUNTERSIGN_DEMO === 'true' || env.COUNTERSIGN_DEMO === '1');
+  const flag = (v: string) => v === 'true' || v === '1';
+  if (env.COUNTERSIGN_DEMO !== undefined) setPath(raw, ['demo'], flag(env.COUNTERSIGN_DEMO));
+  if (env.COUNTERSIGN_RADIUS_ENABLED !== undefined) setPath(raw, ['radius', 'enabled'], flag(env.COUNTERSIGN_RADIUS_ENABLED));
 
   const parsed = configSchema.safeParse(raw);
   if (!parsed.success) throw new ConfigError(`invalid configuration:\n${z.prettifyError(parsed.error)}`);

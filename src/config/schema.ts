@@ -2,6 +2,29 @@ import { z } from 'zod';
 
 const port = z.coerce.number().int().min(0).max(65535);
 
+const replyAttribute = z.tuple([z.string().min(1), z.union([z.string(), z.number()])]);
+
+/** A NAS (VPN concentrator, firewall, proxy) allowed to send Access-Requests. */
+export const radiusClientSchema = z
+  .object({
+    name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'a client name is 1-64 letters, digits, . _ -'),
+    /** An address or CIDR block; requests from elsewhere are dropped. */
+    address: z.string().min(2),
+    secret: z.string().min(8, 'a RADIUS shared secret must be at least 8 characters').max(128),
+    mode: z.enum(['push-wait', 'append', 'challenge']).default('push-wait'),
+    /** The NAS checked the password already; the password field carries the OTP, or is empty/"push". */
+    secondFactorOnly: z.boolean().default(false),
+    /** Off only for old gear (pam_radius, OpenVPN radiusplugin) that cannot send it. */
+    requireMessageAuthenticator: z.boolean().default(true),
+    /** append mode: the separator between password and OTP ("" = the trailing digits). */
+    appendDelimiter: z.string().max(1).default(','),
+    /** Attributes added to every Access-Accept for this client, e.g. ["Class", "vpn-users"]. */
+    acceptAttributes: z.array(replyAttribute).default([]),
+  })
+  .strict();
+
+export type RadiusClientConfig = z.infer<typeof radiusClientSchema>;
+
 /** Every setting with its default. README's configuration reference mirrors this file. */
 export const configSchema = z.object({
   /** production refuses to start without a secret key and an admin token. */
@@ -20,8 +43,14 @@ export const configSchema = z.object({
     .prefault({}),
   radius: z
     .object({
+      enabled: z.boolean().default(true),
       host: z.string().default('::'),
       port: port.default(1812),
+      clients: z.array(radiusClientSchema).default([]),
+      /** Attributes added to Access-Accepts per user name, e.g. { "alice": [["Filter-Id", "admins"]] }. */
+      userAttributes: z.record(z.string(), z.array(replyAttribute)).default({}),
+      /** How long answers stay cached for retransmits (RFC 5080). */
+      replyCacheSeconds: z.number().int().min(1).max(600).default(30),
     })
     .prefault({}),
   store: z
@@ -68,6 +97,49 @@ export const configSchema = z.object({
       hotpLookahead: z.number().int().min(1).max(100).default(10),
       maxFailures: z.number().int().min(1).default(10),
       lockSeconds: z.number().int().min(1).default(900),
+    })
+    .prefault({}),
+  push: z
+    .object({
+      /** The login screen shows a 2-digit number the user types on the phone (per-user override). */
+      numberMatching: z.boolean().default(false),
+      /** Enrolment links work once, for this long. */
+      enrolmentSeconds: z.number().int().min(60).max(86_400).default(600),
+      /** A signed device request older than this (or this far in the future) is refused. */
+      requestMaxAgeSeconds: z.number().int().min(5).max(600).default(60),
+      /** At most this many pushes per user in the window; past it, push is not offered. */
+      rateLimit: z.object({ count: z.number().int().min(1).default(5), windowSeconds: z.number().int().min(1).default(600) }).prefault({}),
+      /** This many rejected pushes within the window lock push for lockSeconds. */
+      rejectLockout: z
+        .object({
+          count: z.number().int().min(1).default(3),
+          windowSeconds: z.number().int().min(1).default(3600),
+          lockSeconds: z.number().int().min(1).default(900),
+        })
+        .prefault({}),
+      /** After "this wasn't me", pushes to that user are muted this long. */
+      notMeMuteSeconds: z.number().int().min(0).default(3600),
+      /** A push service slower than this is given up on (the login still waits for an answer). */
+      sendTimeoutMs: z.number().int().min(100).default(5000),
+      /** Firebase Cloud Messaging (Android): plugins/push-fcm. */
+      fcm: z
+        .object({
+          projectId: z.string().min(1),
+          serviceAccountFile: z.string().optional(),
+          endpoint: z.url().optional(),
+        })
+        .optional(),
+      /** Apple Push Notification service (iOS): plugins/push-apns. */
+      apns: z
+        .object({
+          keyFile: z.string().min(1),
+          keyId: z.string().min(1),
+          teamId: z.string().min(1),
+          topic: z.string().min(1),
+          production: z.boolean().default(true),
+          address: z.string().optional(),
+        })
+        .optional(),
     })
     .prefault({}),
   passwords: z

@@ -24,6 +24,10 @@ export interface Challenge {
   createdAt: number;
   deadline: number;
   resolvedAt?: number;
+  /** Number matching: shown on the login screen, typed on the phone; never pushed. */
+  number?: string;
+  /** Text the relying party asked to show with the push (CIBA binding_message). */
+  bindingMessage?: string;
   /** How it was decided: otp, push, deadline, admin, superseded, ... */
   method?: string;
   reason?: string;

@@ -79,7 +79,12 @@ export class ChallengeEngine extends EventEmitter<EngineEvents> {
     for (const [id, w] of this.waiters) this.finish(id, w, (l) => l.reject(err));
   }
 
-  async open(user: string, factors: Factor[], origin: Origin, opts: { deadlineMs?: number } = {}): Promise<Challenge> {
+  async open(
+    user: string,
+    factors: Factor[],
+    origin: Origin,
+    opts: { deadlineMs?: number; number?: string; bindingMessage?: string } = {},
+  ): Promise<Challenge> {
     if (this.stopped) throw new EngineStoppedError();
     const now = this.clock.now();
     const challenge: Challenge = {
@@ -92,6 +97,8 @@ export class ChallengeEngine extends EventEmitter<EngineEvents> {
       createdAt: now,
       deadline: now + (opts.deadlineMs ?? this.opts.deadlineMs),
     };
+    if (opts.number) challenge.number = opts.number;
+    if (opts.bindingMessage) challenge.bindingMessage = opts.bindingMessage;
     await this.store.challenges.create(challenge, this.opts.keepAfterMs);
     this.emit('opened', challenge);
     return challenge;

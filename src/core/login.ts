@@ -1,9 +1,10 @@
 import { EventEmitter } from 'node:events';
-import type { Challenge, Origin } from './challenge.js';
+import type { Challenge, Factor, Origin } from './challenge.js';
 import type { Directory } from './directory.js';
 import type { ChallengeEngine } from './engine.js';
 import { CountersignError, notFound } from './errors.js';
 import type { OtpChecker } from './otp-check.js';
+import type { PushService } from './push-service.js';
 import type { UserService } from './users.js';
 
 export const firstFactorFailed = () =>
@@ -14,12 +15,13 @@ export const firstFactorFailed = () =>
  * typed into the front or an outcome to wait for. Fronts translate their
  * protocol into these calls and the errors back into their own answers.
  */
-export class LoginService extends EventEmitter<{ otpFailure: [string] }> {
+export class LoginService extends EventEmitter<{ otpFailure: [string]; pushFailed: [unknown] }> {
   constructor(
     private engine: ChallengeEngine,
     private users: UserService,
     private otp: OtpChecker,
     private directory: Directory,
+    private push?: PushService,
   ) {
     super();
   }
@@ -28,7 +30,12 @@ export class LoginService extends EventEmitter<{ otpFailure: [string] }> {
    * Opens a challenge for `user`. With a password the directory checks it
    * first; without one the front vouches that the first factor was done.
    */
-  async begin(user: string, password: string | null, origin: Origin, opts: { deadlineMs?: number } = {}): Promise<Challenge> {
+  async begin(
+    user: string,
+    password: string | null,
+    origin: Origin,
+    opts: { deadlineMs?: number; bindingMessage?: string; only?: Factor } = {},
+  ): Promise<Challenge> {
     let name = user;
     if (password !== null) {
       const verified = await this.directory.verify(user, password);
@@ -36,11 +43,29 @@ export class LoginService extends EventEmitter<{ otpFailure: [string] }> {
       name = verified;
     }
     const record = await this.users.require(name);
-    const factors = this.users.factorsOf(record);
-    if (factors.length === 0) {
-      throw new CountersignError(422, 'no_second_factor', `'${name}' has no second factor enabled; ask an administrator to enable OTP or push`);
+    const factors: Factor[] = record.otpEnabled && record.otpSecret && opts.only !== 'push' ? ['otp'] : [];
+    let pushRefusal: CountersignError | null = null;
+    if (record.pushEnabled && this.push && opts.only !== 'otp') {
+      pushRefusal = await this.push.blocked(record);
+      if (!pushRefusal && !(await this.push.allowSend(name))) {
+        pushRefusal = new CountersignError(429, 'push_rate_limited', 'too many push requests for this user; wait a few minutes or use a one-time password');
+      }
+      if (!pushRefusal) factors.push('push');
     }
-    return this.engine.open(name, factors, origin, opts);
+    if (factors.length === 0) {
+      throw (
+        pushRefusal ??
+        new CountersignError(422, 'no_second_factor', `'${name}' has no second factor enabled; ask an administrator to enable OTP or push`)
+      );
+    }
+    const number = factors.includes('push') ? this.push!.numberFor(record) : undefined;
+    const c = await this.engine.open(name, factors, origin, { deadlineMs: opts.deadlineMs, bindingMessage: opts.bindingMessage, number });
+    if (factors.includes('push')) {
+      await this.push!.supersede(c);
+      // The login waits for the answer, not for the push service.
+      this.push!.dispatch(c).catch((err) => this.emit('pushFailed', err));
+    }
+    return c;
   }
 
   async requirePending(id: string): Promise<Challenge> {

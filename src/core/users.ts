@@ -29,7 +29,7 @@ export interface UserView {
     failures: number;
     lockedUntil?: number;
   };
-  push: { enabled: boolean };
+  push: { enabled: boolean; lockedUntil?: number; lockReason?: string; numberMatching?: boolean };
   factors: Factor[];
 }
 
@@ -75,7 +75,12 @@ export class UserService {
         failures: u.otpFailures ?? 0,
         lockedUntil: locked ? u.otpLockedUntil : undefined,
       },
-      push: { enabled: u.pushEnabled },
+      push: {
+        enabled: u.pushEnabled,
+        lockedUntil: (u.pushLockedUntil ?? 0) > this.clock.now() ? u.pushLockedUntil : undefined,
+        lockReason: (u.pushLockedUntil ?? 0) > this.clock.now() ? u.pushLockReason : undefined,
+        numberMatching: u.numberMatching,
+      },
       factors: this.factorsOf(u),
     };
   }
@@ -119,13 +124,19 @@ export class UserService {
 
   async delete(name: string): Promise<void> {
     if (!(await this.store.users.delete(name))) throw notFound('user', name);
+    await this.store.devices.deleteAll(name);
   }
 
-  async update(name: string, patch: { password?: string | null; displayName?: string; email?: string }): Promise<UserView> {
+  async update(
+    name: string,
+    patch: { password?: string | null; displayName?: string; email?: string; numberMatching?: boolean | null },
+  ): Promise<UserView> {
     const unset: (keyof UserRecord)[] = patch.password === null ? ['passwordHash'] : [];
+    if (patch.numberMatching === null) unset.push('numberMatching');
     const ok = await this.store.users.update(name, {
       displayName: patch.displayName,
       email: patch.email,
+      numberMatching: patch.numberMatching ?? undefined,
       passwordHash: patch.password ? await hashPassword(patch.password, this.policy.scrypt) : undefined,
       unset,
     });
@@ -207,8 +218,10 @@ export class UserService {
     return results;
   }
 
+  /** Clears OTP and push lockouts. */
   async unlock(name: string): Promise<UserView> {
-    if (!(await this.store.users.update(name, { otpFailures: 0, unset: ['otpLockedUntil'] }))) throw notFound('user', name);
+    const ok = await this.store.users.update(name, { otpFailures: 0, unset: ['otpLockedUntil', 'pushLockedUntil', 'pushLockReason'] });
+    if (!ok) throw notFound('user', name);
     return this.get(name);
   }
 

@@ -1,6 +1,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Challenge } from '../core/challenge.js';
 import type { ChallengeEngine } from '../core/engine.js';
+import type { PushService } from '../core/push-service.js';
 
 /** Prometheus metrics, fed by engine events; served as text at /metrics. */
 export class Metrics {
@@ -31,7 +32,40 @@ export class Metrics {
     registers: [this.registry],
   });
 
-  constructor(engine: ChallengeEngine) {
+  private pushSent = new Counter({
+    name: 'countersign_push_sent_total',
+    help: 'Pushes handed to a push service, by platform and result',
+    labelNames: ['platform', 'result'],
+    registers: [this.registry],
+  });
+  private fraud = new Counter({
+    name: 'countersign_push_fraud_reports_total',
+    help: 'Pushes rejected as "this wasn\'t me"',
+    registers: [this.registry],
+  });
+
+  readonly radiusRequests = new Counter({
+    name: 'countersign_radius_requests_total',
+    help: 'Access-Requests answered, by client and outcome (accept, reject, challenge)',
+    labelNames: ['client', 'outcome'],
+    registers: [this.registry],
+  });
+  readonly radiusDropped = new Counter({
+    name: 'countersign_radius_dropped_total',
+    help: 'RADIUS packets dropped without an answer, by reason',
+    labelNames: ['reason'],
+    registers: [this.registry],
+  });
+  readonly radiusDuplicates = new Counter({
+    name: 'countersign_radius_duplicates_total',
+    help: 'Retransmitted Access-Requests, by what the first copy had reached',
+    labelNames: ['state'],
+    registers: [this.registry],
+  });
+
+  constructor(engine: ChallengeEngine, push: PushService) {
+    push.on('sent', (platform, r) => this.pushSent.inc({ platform, result: r.ok ? 'ok' : r.stale ? 'stale' : 'error' }));
+    push.on('fraud', () => this.fraud.inc());
     collectDefaultMetrics({ register: this.registry, prefix: 'countersign_' });
     new Gauge({
       name: 'countersign_waiting_requests',

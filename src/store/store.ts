@@ -14,6 +14,10 @@ export interface Store {
   readonly users: UserStore;
   readonly audit: AuditStore;
   readonly guards: GuardStore;
+  readonly devices: DeviceStore;
+  readonly tokens: TokenStore;
+  readonly kv: KvStore;
+  readonly settings: SettingsStore;
   /** Resolves when the store answers; throws StoreUnavailableError otherwise. */
   ping(): Promise<void>;
   close(): Promise<void>;
@@ -73,6 +77,13 @@ export interface UserRecord {
   otpLast?: number;
   otpFailures?: number;
   otpLockedUntil?: number;
+  /** Per-user number matching; the global setting applies when absent. */
+  numberMatching?: boolean;
+  /** Pushes are held back until then (repeated rejections, "not me"). */
+  pushLockedUntil?: number;
+  pushLockReason?: string;
+  /** The one challenge of this user that may have a push outstanding. */
+  pendingChallenge?: string;
 }
 
 export type UserPatch = Partial<Omit<UserRecord, 'name' | 'createdAt'>> & {
@@ -101,6 +112,11 @@ export interface UserStore {
    * greater than the last accepted one (and the user exists).
    */
   advanceOtp(name: string, value: number): Promise<boolean>;
+  /**
+   * Makes `challengeId` the user's pending push challenge and returns the
+   * one it replaces, atomically, so two logins racing cannot both keep one.
+   */
+  swapPending(name: string, challengeId: string): Promise<string | undefined>;
   /** Counts a failed OTP; locks the factor for lockMs at maxFailures. */
   recordOtpFailure(
     name: string,
@@ -144,4 +160,58 @@ export interface GuardStore {
   claimOnce(key: string, ttlMs: number): Promise<boolean>;
   /** Counts a hit in a fixed window and returns the count so far. */
   hit(key: string, windowMs: number): Promise<number>;
+}
+
+/** A phone (or other authenticator) enrolled for push. */
+export interface DeviceRecord {
+  id: string;
+  user: string;
+  name: string;
+  platform: 'android' | 'ios';
+  /** FCM registration token or APNs device token; absent for poll-only devices. */
+  pushToken?: string;
+  /** The device's ES256 public key (JWK), sealed by core. */
+  publicKey: string;
+  /** The app is PIN/biometric-protected, so approvals must come from the phone. */
+  protected: boolean;
+  createdAt: number;
+  lastSeenAt?: number;
+  /** The push service said the token is dead; the device still polls and answers. */
+  stale?: boolean;
+}
+
+export interface DeviceStore {
+  put(device: DeviceRecord): Promise<void>;
+  get(user: string, id: string): Promise<DeviceRecord | null>;
+  list(user: string): Promise<DeviceRecord[]>;
+  /** False when there is no such device. */
+  update(user: string, id: string, patch: Partial<Omit<DeviceRecord, 'id' | 'user'>>): Promise<boolean>;
+  delete(user: string, id: string): Promise<boolean>;
+  deleteAll(user: string): Promise<void>;
+}
+
+/**
+ * Single-use secrets with a lifetime: enrolment links and the like. Callers
+ * pass a digest of the secret, so a copy of the store holds no live link.
+ */
+export interface TokenStore {
+  put(kind: string, token: string, value: string, ttlMs: number): Promise<void>;
+  /** Returns the value and deletes it in one step: a token works once. */
+  take(kind: string, token: string): Promise<string | null>;
+}
+
+/** Short-lived shared values: RADIUS reply caches and challenge states. */
+export interface KvStore {
+  /** Sets the value unless the key exists; returns the existing value, or null when this call set it. */
+  setIfAbsent(key: string, value: string, ttlMs: number): Promise<string | null>;
+  set(key: string, value: string, ttlMs: number): Promise<void>;
+  get(key: string): Promise<string | null>;
+}
+
+/** Administered records without a lifetime (RADIUS clients, OIDC clients): kind → id → JSON. */
+export interface SettingsStore {
+  put(kind: string, id: string, value: string): Promise<void>;
+  get(kind: string, id: string): Promise<string | null>;
+  list(kind: string): Promise<Map<string, string>>;
+  delete(kind: string, id: string): Promise<boolean>;
 }

@@ -154,10 +154,10 @@ describe('admin API on the embedded default', () => {
   });
 
   it('locks OTP after ten wrong codes, rejects the login, and unlocks by admin', async () => {
-    const open = await s.api('POST', '/api/v1/challenges', { user: 'bob' });
-    assert.equal(open.status, 201, JSON.stringify(open.body));
-    // bob has push only: an OTP is not accepted for his login
-    assert.equal((await s.api('POST', `/api/v1/challenges/${open.body.id}/otp`, { code: '123456' })).body.error, 'otp_not_offered');
+    // bob has push on but no device: push cannot be offered, and he has nothing else
+    const bob = await s.api('POST', '/api/v1/challenges', { user: 'bob' });
+    assert.equal(bob.status, 403);
+    assert.equal(bob.body.error, 'no_device');
     await s.api('POST', '/api/v1/users/alice/unlock'); // the replay above counted as a failure
     const c = await s.api('POST', '/api/v1/challenges', { user: 'alice' });
     let last;
@@ -174,7 +174,7 @@ describe('admin API on the embedded default', () => {
   });
 
   it('long-polls a challenge and wakes the moment it is decided', async () => {
-    const open = await s.api('POST', '/api/v1/challenges', { user: 'bob' });
+    const open = await s.api('POST', '/api/v1/challenges', { user: 'carol' });
     const started = Date.now();
     const waiting = s.api('GET', `/api/v1/challenges/${open.body.id}/wait?timeout=20`);
     await new Promise((r) => setTimeout(r, 100));
@@ -182,7 +182,7 @@ describe('admin API on the embedded default', () => {
     const r = await waiting;
     assert.equal(r.body.state, 'rejected');
     assert.ok(Date.now() - started < 2000);
-    const short = await s.api('POST', '/api/v1/challenges', { user: 'bob' });
+    const short = await s.api('POST', '/api/v1/challenges', { user: 'carol' });
     const timedOut = await s.api('GET', `/api/v1/challenges/${short.body.id}/wait?timeout=0.2`);
     assert.equal(timedOut.body.state, 'pending');
   });
@@ -207,7 +207,7 @@ describe('admin API across two instances on one Redis', () => {
   it('a login opened on A is approved through B and released on A at once', async (t) => {
     if (!requirePeer(t, up, 'redis-server')) return;
     await a.api('POST', '/api/v1/users', { name: 'erin', password: 'pw-erin' });
-    await a.api('POST', '/api/v1/users/factors', { users: ['erin'], factor: 'push', enabled: true });
+    await a.api('POST', '/api/v1/users/factors', { users: ['erin'], factor: 'otp', enabled: true });
     const open = await a.api('POST', '/api/v1/challenges', { user: 'erin', password: 'pw-erin' });
     const waiting = a.api('GET', `/api/v1/challenges/${open.body.id}/wait?timeout=20`);
     await new Promise((r) => setTimeout(r, 100));
@@ -235,7 +235,7 @@ describe('admin API across two instances on one Redis', () => {
     if (!requirePeer(t, up, 'redis-server')) return;
     const c = await startTestServer({ COUNTERSIGN_REDIS_URL: testRedisUrl(), COUNTERSIGN_REDIS_PREFIX: uniquePrefix('stop') });
     await c.api('POST', '/api/v1/users', { name: 'gina' });
-    await c.api('POST', '/api/v1/users/factors', { users: ['gina'], factor: 'push', enabled: true });
+    await c.api('POST', '/api/v1/users/factors', { users: ['gina'], factor: 'otp', enabled: true });
     const open = await c.api('POST', '/api/v1/challenges', { user: 'gina' });
     const waiting = c.api('GET', `/api/v1/challenges/${open.body.id}/wait?timeout=20`);
     await new Promise((r) => setTimeout(r, 100));

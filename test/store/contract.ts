@@ -193,6 +193,74 @@ export function storeContract(name: string, make: () => Promise<Store>): void {
       });
     });
 
+    describe('devices and tokens', () => {
+      it('keeps a user\'s devices, updates and deletes them', async () => {
+        await ready;
+        const u = uid('dev');
+        const d = {
+          id: 'd1', user: u, name: 'Pixel', platform: 'android' as const, pushToken: 'tok', publicKey: 'sealed',
+          protected: true, createdAt: T0,
+        };
+        await store.devices.put(d);
+        await store.devices.put({ ...d, id: 'd2', name: 'iPhone', platform: 'ios', createdAt: T0 + 1 });
+        assert.deepEqual(await store.devices.get(u, 'd1'), d);
+        assert.equal(await store.devices.get(uid('other'), 'd1'), null, 'devices belong to their user');
+        assert.deepEqual((await store.devices.list(u)).map((x) => x.id), ['d1', 'd2']);
+        assert.equal(await store.devices.update(u, 'd1', { name: 'Work phone', stale: true, lastSeenAt: T0 + 5 }), true);
+        assert.deepEqual(await store.devices.get(u, 'd1'), { ...d, name: 'Work phone', stale: true, lastSeenAt: T0 + 5 });
+        assert.equal(await store.devices.update(u, 'nope', { name: 'x' }), false);
+        assert.equal(await store.devices.delete(u, 'd1'), true);
+        assert.equal(await store.devices.delete(u, 'd1'), false);
+        await store.devices.deleteAll(u);
+        assert.deepEqual(await store.devices.list(u), []);
+      });
+
+      it('sets a shared value once and reads it back', async () => {
+        await ready;
+        const k = uid('kv');
+        const results = await Promise.all(['a', 'b', 'c'].map((v) => store.kv.setIfAbsent(k, v, 60_000)));
+        assert.equal(results.filter((r) => r === null).length, 1, 'one caller set it');
+        const winner = await store.kv.get(k);
+        assert.ok(winner && results.every((r) => r === null || r === winner));
+        await store.kv.set(k, 'z', 60_000);
+        assert.equal(await store.kv.get(k), 'z');
+        assert.equal(await store.kv.get(uid('none')), null);
+      });
+
+      it('keeps administered records by kind', async () => {
+        await ready;
+        const kind = uid('kind');
+        await store.settings.put(kind, 'vpn-1', '{"a":1}');
+        await store.settings.put(kind, 'vpn-2', '{"a":2}');
+        assert.equal(await store.settings.get(kind, 'vpn-1'), '{"a":1}');
+        assert.deepEqual([...(await store.settings.list(kind)).keys()].sort(), ['vpn-1', 'vpn-2']);
+        assert.equal(await store.settings.delete(kind, 'vpn-1'), true);
+        assert.equal(await store.settings.delete(kind, 'vpn-1'), false);
+        assert.equal(await store.settings.get(kind, 'vpn-1'), null);
+        assert.equal((await store.settings.list(uid('empty'))).size, 0);
+      });
+
+      it('hands out a token once', async () => {
+        await ready;
+        const t = uid('tok');
+        await store.tokens.put('enrol', t, 'alice', 60_000);
+        const takers = await Promise.all(Array.from({ length: 5 }, () => store.tokens.take('enrol', t)));
+        assert.deepEqual(takers.filter(Boolean), ['alice']);
+        assert.equal(await store.tokens.take('enrol', uid('never')), null);
+      });
+
+      it('swaps the pending challenge of a user atomically', async () => {
+        await ready;
+        const name = uid('swap');
+        assert.equal(await store.users.swapPending(name, 'c0'), undefined, 'no such user');
+        await store.users.create(user(name));
+        assert.equal(await store.users.swapPending(name, 'c1'), undefined);
+        const olds = await Promise.all(['c2', 'c3', 'c4'].map((c) => store.users.swapPending(name, c)));
+        assert.deepEqual(olds.filter((o) => o === 'c1').length, 1, 'only one caller replaced c1');
+        assert.equal(new Set(olds).size, 3, 'each caller replaced a different one');
+      });
+    });
+
     describe('audit', () => {
       it('returns events newest first, filtered', async () => {
         await ready;

@@ -4,6 +4,7 @@ import { ApiBuilder } from '../../http/openapi.js';
 import type { AppContext } from '../../context.js';
 import { requireAdminToken } from './auth.js';
 import { challengeRoutes } from './challenges.js';
+import { deviceRoutes } from './devices.js';
 import { userRoutes } from './users.js';
 
 export const ADMIN_BASE = '/api/v1';
@@ -23,6 +24,7 @@ export function mountAdminApi(app: Express, ctx: AppContext, token: string): voi
   router.use(express.json({ limit: '2mb' }));
 
   userRoutes(api, ctx);
+  deviceRoutes(api, ctx);
   challengeRoutes(api, ctx);
   api.route({
     method: 'get',

@@ -87,9 +87,14 @@ export function userRoutes(api: ApiBuilder, ctx: AppContext): void {
   api.route({
     method: 'patch',
     path: '/users/:name',
-    summary: 'Change a user’s password (null removes it), display name or email',
+    summary: 'Change a user’s password (null removes it), display name, email or number matching (null: the global setting)',
     body: z
-      .object({ password: password.nullable().optional(), displayName: z.string().max(200).optional(), email: z.email().optional() })
+      .object({
+        password: password.nullable().optional(),
+        displayName: z.string().max(200).optional(),
+        email: z.email().optional(),
+        numberMatching: z.boolean().nullable().optional(),
+      })
       .strict(),
     errors: { 404: 'no such user' },
     handler: ({ req, body }) => ctx.users.update(String(req.params.name), body),

@@ -5,8 +5,13 @@ import type {
   AuditQuery,
   AuditStore,
   ChallengeStore,
+  DeviceRecord,
+  DeviceStore,
   GuardStore,
+  KvStore,
+  SettingsStore,
   Store,
+  TokenStore,
   TransitionResult,
   UserPage,
   UserPatch,
@@ -25,6 +30,10 @@ export class MemoryStore implements Store {
   readonly users = new MemoryUsers();
   readonly audit: MemoryAudit;
   readonly guards: MemoryGuards;
+  readonly devices = new MemoryDevices();
+  readonly tokens: MemoryTokens;
+  readonly kv: MemoryKv;
+  readonly settings = new MemorySettings();
   private sweeper: NodeJS.Timeout;
 
   constructor(opts: { clock?: Clock; auditLimit?: number } = {}) {
@@ -32,9 +41,13 @@ export class MemoryStore implements Store {
     this.challenges = new MemoryChallenges(clock);
     this.audit = new MemoryAudit(opts.auditLimit ?? 100_000);
     this.guards = new MemoryGuards(clock);
+    this.tokens = new MemoryTokens(clock);
+    this.kv = new MemoryKv(clock);
     this.sweeper = setInterval(() => {
       this.challenges.dropExpired();
       this.guards.dropExpired();
+      this.tokens.dropExpired();
+      this.kv.dropExpired();
     }, 10_000);
     this.sweeper.unref();
   }
@@ -178,6 +191,14 @@ class MemoryUsers implements UserStore {
     return true;
   }
 
+  async swapPending(name: string, challengeId: string): Promise<string | undefined> {
+    const u = this.records.get(name);
+    if (!u) return undefined;
+    const old = u.pendingChallenge;
+    u.pendingChallenge = challengeId;
+    return old;
+  }
+
   async recordOtpFailure(name: string, now: number, maxFailures: number, lockMs: number) {
     const u = this.records.get(name);
     if (!u) return { failures: 0, lockedUntil: 0 };
@@ -237,5 +258,111 @@ class MemoryGuards implements GuardStore {
     const now = this.clock.now();
     for (const [k, until] of this.claims) if (until <= now) this.claims.delete(k);
     for (const [k, c] of this.counters) if (c.until <= now) this.counters.delete(k);
+  }
+}
+
+class MemoryDevices implements DeviceStore {
+  private byUser = new Map<string, Map<string, DeviceRecord>>();
+
+  async put(device: DeviceRecord): Promise<void> {
+    let m = this.byUser.get(device.user);
+    if (!m) this.byUser.set(device.user, (m = new Map()));
+    m.set(device.id, copy(device));
+  }
+
+  async get(user: string, id: string): Promise<DeviceRecord | null> {
+    const d = this.byUser.get(user)?.get(id);
+    return d ? copy(d) : null;
+  }
+
+  async list(user: string): Promise<DeviceRecord[]> {
+    return [...(this.byUser.get(user)?.values() ?? [])].map(copy).sort((a, b) => a.createdAt - b.createdAt);
+  }
+
+  async update(user: string, id: string, patch: Partial<Omit<DeviceRecord, 'id' | 'user'>>): Promise<boolean> {
+    const d = this.byUser.get(user)?.get(id);
+    if (!d) return false;
+    Object.assign(d, patch);
+    return true;
+  }
+
+  async delete(user: string, id: string): Promise<boolean> {
+    return this.byUser.get(user)?.delete(id) ?? false;
+  }
+
+  async deleteAll(user: string): Promise<void> {
+    this.byUser.delete(user);
+  }
+}
+
+class MemoryTokens implements TokenStore {
+  private tokens = new Map<string, { value: string; until: number }>();
+  constructor(private clock: Clock) {}
+
+  async put(kind: string, token: string, value: string, ttlMs: number): Promise<void> {
+    this.tokens.set(`${kind}:${token}`, { value, until: this.clock.now() + ttlMs });
+  }
+
+  async take(kind: string, token: string): Promise<string | null> {
+    const key = `${kind}:${token}`;
+    const t = this.tokens.get(key);
+    this.tokens.delete(key);
+    return t && t.until > this.clock.now() ? t.value : null;
+  }
+
+  dropExpired(): void {
+    const now = this.clock.now();
+    for (const [k, t] of this.tokens) if (t.until <= now) this.tokens.delete(k);
+  }
+}
+
+class MemoryKv implements KvStore {
+  private values = new Map<string, { value: string; until: number }>();
+  constructor(private clock: Clock) {}
+
+  private live(key: string) {
+    const v = this.values.get(key);
+    return v && v.until > this.clock.now() ? v : undefined;
+  }
+
+  async setIfAbsent(key: string, value: string, ttlMs: number): Promise<string | null> {
+    const cur = this.live(key);
+    if (cur) return cur.value;
+    this.values.set(key, { value, until: this.clock.now() + ttlMs });
+    return null;
+  }
+
+  async set(key: string, value: string, ttlMs: number): Promise<void> {
+    this.values.set(key, { value, until: this.clock.now() + ttlMs });
+  }
+
+  async get(key: string): Promise<string | null> {
+    return this.live(key)?.value ?? null;
+  }
+
+  dropExpired(): void {
+    const now = this.clock.now();
+    for (const [k, v] of this.values) if (v.until <= now) this.values.delete(k);
+  }
+}
+
+class MemorySettings implements SettingsStore {
+  private kinds = new Map<string, Map<string, string>>();
+  private of(kind: string) {
+    let m = this.kinds.get(kind);
+    if (!m) this.kinds.set(kind, (m = new Map()));
+    return m;
+  }
+  async put(kind: string, id: string, value: string): Promise<void> {
+    this.of(kind).set(id, value);
+  }
+  async get(kind: string, id: string): Promise<string | null> {
+    return this.of(kind).get(id) ?? null;
+  }
+  async list(kind: string): Promise<Map<string, string>> {
+    return new Map(this.of(kind));
+  }
+  async delete(kind: string, id: string): Promise<boolean> {
+    return this.of(kind).delete(id);
   }
 }

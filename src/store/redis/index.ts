@@ -6,8 +6,13 @@ import type {
   AuditQuery,
   AuditStore,
   ChallengeStore,
+  DeviceRecord,
+  DeviceStore,
   GuardStore,
+  KvStore,
+  SettingsStore,
   Store,
+  TokenStore,
   TransitionResult,
   UserPage,
   UserPatch,
@@ -15,7 +20,7 @@ import type {
   UserStore,
 } from '../store.js';
 import { matchesAudit } from '../memory/index.js';
-import { ADVANCE_OTP, CREATE_HASH, HIT, OTP_FAILURE, TRANSITION, UPDATE_HASH } from './scripts.js';
+import { ADVANCE_OTP, CREATE_HASH, HIT, OTP_FAILURE, SWAP_PENDING, TRANSITION, UPDATE_DEVICE, UPDATE_HASH } from './scripts.js';
 
 export interface RedisStoreOptions {
   /** redis://[:password@]host:port/db or rediss://… for a single server. */
@@ -41,6 +46,8 @@ interface Scripts {
   csAdvanceOtp(key: string, value: number): Promise<number>;
   csOtpFailure(key: string, now: number, max: number, lockMs: number): Promise<[number, number]>;
   csHit(key: string, windowMs: number): Promise<number>;
+  csSwapPending(key: string, challengeId: string): Promise<string | null>;
+  csUpdateDevice(key: string, id: string, patch: string): Promise<number>;
 }
 
 const hostPort = (s: string) => {
@@ -81,6 +88,10 @@ export class RedisStore implements Store {
   readonly users: RedisUsers;
   readonly audit: RedisAudit;
   readonly guards: RedisGuards;
+  readonly devices: RedisDevices;
+  readonly tokens: RedisTokens;
+  readonly kv: RedisKv;
+  readonly settings: RedisSettings;
   private readonly client: Client & Scripts;
   private subscriber?: Client;
 
@@ -95,12 +106,18 @@ export class RedisStore implements Store {
     client.defineCommand('csAdvanceOtp', { numberOfKeys: 1, lua: ADVANCE_OTP });
     client.defineCommand('csOtpFailure', { numberOfKeys: 1, lua: OTP_FAILURE });
     client.defineCommand('csHit', { numberOfKeys: 1, lua: HIT });
+    client.defineCommand('csSwapPending', { numberOfKeys: 1, lua: SWAP_PENDING });
+    client.defineCommand('csUpdateDevice', { numberOfKeys: 1, lua: UPDATE_DEVICE });
     this.client = client as Client & Scripts;
     const p = opts.prefix;
     this.challenges = new RedisChallenges(this.client, p, () => this.openSubscriber());
     this.users = new RedisUsers(this.client, p);
     this.audit = new RedisAudit(this.client, `${p}:{audit}`, opts.auditLimit);
     this.guards = new RedisGuards(this.client, p);
+    this.devices = new RedisDevices(this.client, p);
+    this.tokens = new RedisTokens(this.client, p);
+    this.kv = new RedisKv(this.client, p);
+    this.settings = new RedisSettings(this.client, p);
   }
 
   /** One extra connection per process carries every subscription. */
@@ -146,6 +163,8 @@ const toChallenge = (h: Record<string, string>): Challenge | null => {
     createdAt: Number(h.createdAt),
     deadline: Number(h.deadline),
   };
+  if (h.num) c.number = h.num;
+  if (h.bind) c.bindingMessage = h.bind;
   if (h.resolvedAt) c.resolvedAt = Number(h.resolvedAt);
   if (h.method) c.method = h.method;
   if (h.reason) c.reason = h.reason;
@@ -184,6 +203,8 @@ class RedisChallenges implements ChallengeStore {
           'state', c.state,
           'createdAt', c.createdAt,
           'deadline', c.deadline,
+          ...(c.number ? ['num', c.number] : []),
+          ...(c.bindingMessage ? ['bind', c.bindingMessage] : []),
         ),
         this.client.zadd(this.dueKey, c.deadline, c.id),
       ]),
@@ -244,8 +265,8 @@ class RedisChallenges implements ChallengeStore {
   }
 }
 
-const BOOL_FIELDS = new Set(['otpEnabled', 'pushEnabled']);
-const NUM_FIELDS = new Set(['createdAt', 'otpDigits', 'otpPeriod', 'otpLast', 'otpFailures', 'otpLockedUntil']);
+const BOOL_FIELDS = new Set(['otpEnabled', 'pushEnabled', 'numberMatching']);
+const NUM_FIELDS = new Set(['createdAt', 'otpDigits', 'otpPeriod', 'otpLast', 'otpFailures', 'otpLockedUntil', 'pushLockedUntil']);
 
 const toUser = (h: Record<string, string>): UserRecord | null => {
   if (!h.name) return null;
@@ -322,6 +343,10 @@ class RedisUsers implements UserStore {
     return (await guarded(this.client.csAdvanceOtp(this.key(name), value))) === 1;
   }
 
+  async swapPending(name: string, challengeId: string): Promise<string | undefined> {
+    return (await guarded(this.client.csSwapPending(this.key(name), challengeId))) ?? undefined;
+  }
+
   async recordOtpFailure(name: string, now: number, maxFailures: number, lockMs: number) {
     const [failures, lockedUntil] = await guarded(this.client.csOtpFailure(this.key(name), now, maxFailures, lockMs));
     return { failures, lockedUntil };
@@ -371,5 +396,111 @@ class RedisGuards implements GuardStore {
 
   async hit(key: string, windowMs: number): Promise<number> {
     return guarded(this.client.csHit(`${this.prefix}:hits:{${key}}`, windowMs));
+  }
+}
+
+/** A user's devices in one hash next to the user (same slot): id → JSON. */
+class RedisDevices implements DeviceStore {
+  constructor(
+    private client: Client & Scripts,
+    private prefix: string,
+  ) {}
+
+  private key(user: string) {
+    return `${this.prefix}:dev:{${user}}`;
+  }
+
+  async put(device: DeviceRecord): Promise<void> {
+    await guarded(this.client.hset(this.key(device.user), device.id, JSON.stringify(device)));
+  }
+
+  async get(user: string, id: string): Promise<DeviceRecord | null> {
+    const v = await guarded(this.client.hget(this.key(user), id));
+    return v ? (JSON.parse(v) as DeviceRecord) : null;
+  }
+
+  async list(user: string): Promise<DeviceRecord[]> {
+    const all = await guarded(this.client.hvals(this.key(user)));
+    return all.map((v) => JSON.parse(v) as DeviceRecord).sort((a, b) => a.createdAt - b.createdAt);
+  }
+
+  async update(user: string, id: string, patch: Partial<Omit<DeviceRecord, 'id' | 'user'>>): Promise<boolean> {
+    return (await guarded(this.client.csUpdateDevice(this.key(user), id, JSON.stringify(patch)))) === 1;
+  }
+
+  async delete(user: string, id: string): Promise<boolean> {
+    return (await guarded(this.client.hdel(this.key(user), id))) === 1;
+  }
+
+  async deleteAll(user: string): Promise<void> {
+    await guarded(this.client.del(this.key(user)));
+  }
+}
+
+class RedisTokens implements TokenStore {
+  constructor(
+    private client: Client,
+    private prefix: string,
+  ) {}
+
+  async put(kind: string, token: string, value: string, ttlMs: number): Promise<void> {
+    await guarded(this.client.set(`${this.prefix}:tok:{${kind}:${token}}`, value, 'PX', ttlMs));
+  }
+
+  async take(kind: string, token: string): Promise<string | null> {
+    return guarded(this.client.getdel(`${this.prefix}:tok:{${kind}:${token}}`));
+  }
+}
+
+class RedisKv implements KvStore {
+  constructor(
+    private client: Client,
+    private prefix: string,
+  ) {}
+
+  private key(k: string) {
+    return `${this.prefix}:kv:{${k}}`;
+  }
+
+  async setIfAbsent(key: string, value: string, ttlMs: number): Promise<string | null> {
+    // SET … NX GET: one round trip, atomic, answers the value that was there.
+    const r = await guarded(this.client.call('SET', this.key(key), value, 'PX', String(ttlMs), 'NX', 'GET') as Promise<string | null>);
+    return r;
+  }
+
+  async set(key: string, value: string, ttlMs: number): Promise<void> {
+    await guarded(this.client.set(this.key(key), value, 'PX', ttlMs));
+  }
+
+  async get(key: string): Promise<string | null> {
+    return guarded(this.client.get(this.key(key)));
+  }
+}
+
+/** One hash per kind of record. */
+class RedisSettings implements SettingsStore {
+  constructor(
+    private client: Client,
+    private prefix: string,
+  ) {}
+
+  private key(kind: string) {
+    return `${this.prefix}:settings:{${kind}}`;
+  }
+
+  async put(kind: string, id: string, value: string): Promise<void> {
+    await guarded(this.client.hset(this.key(kind), id, value));
+  }
+
+  async get(kind: string, id: string): Promise<string | null> {
+    return guarded(this.client.hget(this.key(kind), id));
+  }
+
+  async list(kind: string): Promise<Map<string, string>> {
+    return new Map(Object.entries(await guarded(this.client.hgetall(this.key(kind)))));
+  }
+
+  async delete(kind: string, id: string): Promise<boolean> {
+    return (await guarded(this.client.hdel(this.key(kind), id))) === 1;
   }
 }

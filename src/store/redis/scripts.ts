@@ -71,3 +71,21 @@ local n = redis.call('INCR', KEYS[1])
 if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
 return n
 `;
+
+/** KEYS[1] user; ARGV: challengeId — returns the replaced pending challenge. */
+export const SWAP_PENDING = `
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+local old = redis.call('HGET', KEYS[1], 'pendingChallenge')
+redis.call('HSET', KEYS[1], 'pendingChallenge', ARGV[1])
+return old
+`;
+
+/** KEYS[1] devices hash; ARGV: id, patch JSON — merges into the stored JSON. */
+export const UPDATE_DEVICE = `
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if not cur then return 0 end
+local d = cjson.decode(cur)
+for k, v in pairs(cjson.decode(ARGV[2])) do d[k] = v end
+redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(d))
+return 1
+`;

@@ -1,0 +1,191 @@
+import { createHash, createPublicKey, randomBytes, type KeyObject } from 'node:crypto';
+import { decodeJwt, decodeProtectedHeader, jwtVerify, errors as joseErrors, type JWTPayload } from 'jose';
+import type { Clock } from './clock.js';
+import { CountersignError, badRequest, notFound } from './errors.js';
+import { newToken } from './ids.js';
+import type { SecretBox } from './secretbox.js';
+import type { DeviceRecord, Store } from '../store/store.js';
+
+export interface DevicePolicy {
+  enrolmentMs: number;
+  requestMaxAgeMs: number;
+  /** Base URL phones use to reach this server. */
+  publicUrl: string;
+}
+
+export interface EnrolmentLink {
+  uri: string;
+  expiresAt: number;
+}
+
+export interface EnrolInput {
+  token: string;
+  platform: 'android' | 'ios';
+  pushToken?: string;
+  publicKey: Record<string, unknown>;
+  name: string;
+  protected: boolean;
+}
+
+/** What the API shows of a device: never the key. */
+export type DeviceView = Omit<DeviceRecord, 'publicKey' | 'pushToken'> & { push: boolean };
+
+/** Every signed device request names one of these in its JWS `typ`. */
+export type DeviceRequestType = 'answer' | 'poll' | 'update';
+
+const digest = (token: string) => createHash('sha256').update(token).digest('base64url');
+const deviceContext = (user: string, id: string) => `device:${user}:${id}`;
+const unauthorized = (message: string) => new CountersignError(401, 'device_unauthorized', message);
+
+/**
+ * Phones enrolled for push: one-time enrolment links, their ES256 keys
+ * (sealed at rest), and the check of every signed request they send. A
+ * request is verified against the one device it names, is fresh, and is
+ * used once.
+ */
+export class DeviceService {
+  private keys = new Map<string, KeyObject>();
+
+  constructor(
+    private store: Store,
+    private box: SecretBox,
+    private clock: Clock,
+    private policy: DevicePolicy,
+  ) {}
+
+  get publicUrl(): string {
+    return this.policy.publicUrl;
+  }
+
+  /** Set once the server knows the address it listens on, when none is configured. */
+  set publicUrl(url: string) {
+    this.policy.publicUrl = url;
+  }
+
+  view(d: DeviceRecord): DeviceView {
+    const { publicKey: _k, pushToken, ...rest } = d;
+    return { ...rest, push: Boolean(pushToken) && !d.stale };
+  }
+
+  async createEnrolment(user: string): Promise<EnrolmentLink> {
+    if (!(await this.store.users.get(user))) throw notFound('user', user);
+    const token = newToken(24);
+    const expiresAt = this.clock.now() + this.policy.enrolmentMs;
+    await this.store.tokens.put('enrol', digest(token), user, this.policy.enrolmentMs);
+    const q = new URLSearchParams({ server: this.policy.publicUrl, token, user });
+    return { uri: `countersign://enrol?${q}`, expiresAt };
+  }
+
+  async enrol(input: EnrolInput): Promise<DeviceRecord> {
+    const key = parsePublicJwk(input.publicKey);
+    const user = await this.store.tokens.take('enrol', digest(input.token));
+    if (!user) throw new CountersignError(410, 'enrolment_invalid', 'this enrolment link is unknown, used or expired; ask for a new one');
+    if (!(await this.store.users.get(user))) throw notFound('user', user);
+    const id = randomBytes(12).toString('base64url');
+    const device: DeviceRecord = {
+      id,
+      user,
+      name: input.name,
+      platform: input.platform,
+      pushToken: input.pushToken || undefined,
+      publicKey: this.box.seal(Buffer.from(JSON.stringify(key)), deviceContext(user, id)),
+      protected: input.protected,
+      createdAt: this.clock.now(),
+    };
+    await this.store.devices.put(device);
+    return device;
+  }
+
+  async list(user: string): Promise<DeviceRecord[]> {
+    return this.store.devices.list(user);
+  }
+
+  async rename(user: string, id: string, name: string): Promise<DeviceRecord> {
+    if (!(await this.store.devices.update(user, id, { name }))) throw notFound('device', id);
+    return (await this.store.devices.get(user, id))!;
+  }
+
+  async revoke(user: string, id: string): Promise<void> {
+    if (!(await this.store.devices.delete(user, id))) throw notFound('device', id);
+    this.keys.delete(`${user}/${id}`);
+  }
+
+  async markStale(user: string, id: string): Promise<void> {
+    await this.store.devices.update(user, id, { stale: true });
+  }
+
+  async updatePushToken(d: DeviceRecord, pushToken: string | undefined): Promise<void> {
+    await this.store.devices.update(d.user, d.id, { pushToken, stale: false });
+  }
+
+  /**
+   * Verifies a compact JWS from a device: ES256 only, `typ`
+   * countersign-<type>+jwt, `kid` = device id, `sub` = its user, `iat`
+   * within the allowed age, `jti` a nonce never seen before. The unverified
+   * header and `sub` are only used to find the key.
+   */
+  async verify(jws: string, type: DeviceRequestType): Promise<{ device: DeviceRecord; claims: JWTPayload & Record<string, unknown> }> {
+    let kid: string | undefined;
+    let sub: string | undefined;
+    try {
+      kid = decodeProtectedHeader(jws).kid;
+      sub = decodeJwt(jws).sub;
+    } catch {
+      throw badRequest('malformed_request', 'the signed request is not a compact JWS with a JSON payload');
+    }
+    if (!kid || !sub) throw unauthorized('the signed request must name its device (kid) and user (sub)');
+    const device = await this.store.devices.get(sub, kid);
+    if (!device) throw unauthorized('this device is not enrolled (or was revoked)');
+    const maxAge = this.policy.requestMaxAgeMs / 1000;
+    let claims: JWTPayload & Record<string, unknown>;
+    try {
+      ({ payload: claims } = await jwtVerify(jws, this.key(device), {
+        algorithms: ['ES256'],
+        typ: `countersign-${type}+jwt`,
+        maxTokenAge: maxAge,
+        clockTolerance: maxAge,
+        currentDate: new Date(this.clock.now()),
+        requiredClaims: ['iat', 'jti', 'sub'],
+      }));
+    } catch (err) {
+      if (err instanceof joseErrors.JWTExpired || (err instanceof joseErrors.JWTClaimValidationFailed && err.claim === 'iat')) {
+        throw unauthorized('the signed request is too old or from the future; check the phone’s clock');
+      }
+      throw unauthorized(`the signed request did not verify: ${(err as Error).message}`);
+    }
+    if (typeof claims.jti !== 'string' || claims.jti.length < 16 || claims.jti.length > 128) {
+      throw badRequest('malformed_request', 'jti must be a random nonce of 16 to 128 characters');
+    }
+    if (!(await this.store.guards.claimOnce(`jti:${device.id}:${claims.jti}`, 2 * this.policy.requestMaxAgeMs + 60_000))) {
+      throw new CountersignError(409, 'replayed', 'this signed request was already used');
+    }
+    void this.store.devices.update(device.user, device.id, { lastSeenAt: this.clock.now() }).catch(() => {});
+    return { device, claims };
+  }
+
+  private key(d: DeviceRecord): KeyObject {
+    const cacheKey = `${d.user}/${d.id}`;
+    let k = this.keys.get(cacheKey);
+    if (!k) {
+      const jwk = JSON.parse(this.box.open(d.publicKey, deviceContext(d.user, d.id)).toString()) as Record<string, string>;
+      k = createPublicKey({ key: jwk, format: 'jwk' });
+      if (this.keys.size > 10_000) this.keys.clear();
+      this.keys.set(cacheKey, k);
+    }
+    return k;
+  }
+}
+
+/** Accepts exactly a public EC P-256 JWK; anything else is a clear 400. */
+export function parsePublicJwk(jwk: Record<string, unknown>): { kty: 'EC'; crv: 'P-256'; x: string; y: string } {
+  if (jwk.kty !== 'EC' || jwk.crv !== 'P-256') throw badRequest('invalid_key', 'publicKey must be an EC P-256 JWK (ES256)');
+  if ('d' in jwk) throw badRequest('invalid_key', 'publicKey contains a private key (d); send only the public part');
+  if (typeof jwk.x !== 'string' || typeof jwk.y !== 'string') throw badRequest('invalid_key', 'publicKey needs x and y');
+  const key = { kty: 'EC' as const, crv: 'P-256' as const, x: jwk.x, y: jwk.y };
+  try {
+    createPublicKey({ key, format: 'jwk' });
+  } catch {
+    throw badRequest('invalid_key', 'publicKey is not a valid point on P-256');
+  }
+  return key;
+}

@@ -1,0 +1,46 @@
+/**
+ * The interface every push plugin implements (plugins/push-fcm,
+ * plugins/push-apns). Core decides what to send and to which device; a
+ * transport only speaks its service's wire format.
+ */
+
+export type Platform = 'android' | 'ios';
+
+/** What a push carries: enough to show the login, nothing secret. */
+export interface PushMessage {
+  challengeId: string;
+  /** The same short ID the login screen shows. */
+  displayCode: string;
+  user: string;
+  /** Relying party, NAS or workstation that asked. */
+  client?: string;
+  ip?: string;
+  /** ms since the epoch */
+  createdAt: number;
+  deadline: number;
+  /** Which actions a paired watch may offer for this login. */
+  watch: 'approve-reject' | 'reject-only';
+  /** The phone must ask the user for the number shown on the login screen. */
+  numberMatching: boolean;
+  /** A short text the relying party asked to show (CIBA binding_message). */
+  bindingMessage?: string;
+}
+
+export interface PushTarget {
+  deviceId: string;
+  platform: Platform;
+  /** FCM registration token or APNs device token (hex). */
+  token: string;
+}
+
+export type PushResult =
+  | { ok: true; messageId?: string }
+  /** stale: the service says the token is dead; the device is marked stale. */
+  | { ok: false; stale: boolean; error: string };
+
+export interface PushTransport {
+  readonly platform: Platform;
+  /** Never throws: a failed send is a result, and never approves anything. */
+  send(target: PushTarget, message: PushMessage, now: number): Promise<PushResult>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,59 @@
+import { z } from 'zod';
+import QRCode from 'qrcode';
+import type { ApiBuilder } from '../../http/openapi.js';
+import type { AppContext } from '../../context.js';
+
+/** Push enrolment links and the devices they produced, per user. */
+export function deviceRoutes(api: ApiBuilder, ctx: AppContext): void {
+  api.route({
+    method: 'post',
+    path: '/users/:name/enrolments',
+    summary: 'Create a one-time push enrolment link for a user (valid 10 minutes by default), with QR codes',
+    errors: { 404: 'no such user' },
+    handler: async ({ req, res }) => {
+      const name = String(req.params.name);
+      const link = await ctx.devices.createEnrolment(name);
+      void ctx.audit.record({ at: ctx.clock.now(), type: 'admin', user: name, detail: { action: 'device.enrolment' } });
+      res.status(201);
+      return {
+        ...link,
+        qrSvg: await QRCode.toString(link.uri, { type: 'svg', margin: 2 }),
+        qrPng: await QRCode.toDataURL(link.uri, { margin: 2, scale: 6 }),
+      };
+    },
+  });
+
+  api.route({
+    method: 'get',
+    path: '/users/:name/devices',
+    summary: 'The devices enrolled for a user',
+    errors: { 404: 'no such user' },
+    handler: async ({ req }) => {
+      const name = String(req.params.name);
+      await ctx.users.require(name);
+      return { devices: (await ctx.devices.list(name)).map((d) => ctx.devices.view(d)) };
+    },
+  });
+
+  api.route({
+    method: 'patch',
+    path: '/users/:name/devices/:id',
+    summary: 'Rename a device',
+    body: z.object({ name: z.string().min(1).max(100) }).strict(),
+    errors: { 404: 'no such device' },
+    handler: async ({ req, body }) => ctx.devices.view(await ctx.devices.rename(String(req.params.name), String(req.params.id), body.name)),
+  });
+
+  api.route({
+    method: 'delete',
+    path: '/users/:name/devices/:id',
+    summary: 'Revoke a device: its signatures are no longer accepted',
+    errors: { 404: 'no such device' },
+    handler: async ({ req }) => {
+      const name = String(req.params.name);
+      await ctx.devices.revoke(name, String(req.params.id));
+      void ctx.audit.record({ at: ctx.clock.now(), type: 'admin', user: name, detail: { action: 'device.revoke', device: req.params.id } });
+      return { ok: true };
+    },
+  });
+}

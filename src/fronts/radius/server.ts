@@ -1,0 +1,358 @@
+import { createHash, randomBytes } from 'node:crypto';
+import dgram from 'node:dgram';
+import { isIP, type AddressInfo } from 'node:net';
+import type { Challenge } from '../../core/challenge.js';
+import { EngineStoppedError } from '../../core/engine.js';
+import { CountersignError } from '../../core/errors.js';
+import type { AppContext } from '../../context.js';
+import { normalizeAddress, type RadiusClient, type RadiusClients } from './clients.js';
+import { ACCESS_REQUEST, checkMessageAuthenticator, decodeRequest, encodeReply, parseRaw, type RawPacket, type ReplyCode } from './packet.js';
+
+const USER_NAME = 1;
+const USER_PASSWORD = 2;
+const STATE = 24;
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+interface Reply {
+  code: ReplyCode;
+  message?: string;
+  attributes?: [string, string | Buffer | number][];
+  /** For the audit event. */
+  factor?: string;
+  reason?: string;
+}
+
+interface Request {
+  client: RadiusClient;
+  address: string;
+  raw: RawPacket;
+  user: string;
+  password?: string;
+  state?: Buffer;
+  origin: { front: 'radius'; client: string; ip: string; userAgent?: string };
+  /** Dedupe key of this packet (RFC 5080). */
+  key: string;
+}
+
+/** An entry of the shared duplicate-detection table. */
+type Seen = { s: 'processing' } | { s: 'pending'; cid: string } | { s: 'done'; reply: string };
+
+/** Stops handling a request without answering (the NAS may retransmit). */
+class Drop extends Error {}
+
+const why: Record<string, string> = {
+  expired: 'No answer in time; the login was denied',
+  cancelled: 'The login was cancelled',
+  rejected: 'The login was rejected on your phone',
+};
+
+/**
+ * The RADIUS front: one UDP socket, each Access-Request through named steps —
+ * known client, sound structure, Message-Authenticator, attributes, duplicate
+ * check in the shared store, then the client's mode — and one answer.
+ */
+export class RadiusFront {
+  private socket?: dgram.Socket;
+  /** Dedupe keys this instance is answering (so a retransmit here is ignored). */
+  private held = new Set<string>();
+  private inflight = new Set<Promise<void>>();
+
+  constructor(
+    private ctx: AppContext,
+    readonly clients: RadiusClients,
+  ) {}
+
+  async start(host: string, port: number): Promise<AddressInfo> {
+    const type = isIP(host) === 4 ? 'udp4' : 'udp6';
+    const socket = dgram.createSocket({ type, ipv6Only: false, reuseAddr: false });
+    this.socket = socket;
+    socket.on('message', (msg, rinfo) => {
+      const p = this.handle(msg, rinfo).catch((err) => this.ctx.log.error({ err }, 'radius: unexpected failure; request dropped'));
+      this.inflight.add(p);
+      void p.finally(() => this.inflight.delete(p));
+    });
+    socket.on('error', (err) => this.ctx.log.error({ err }, 'radius socket error'));
+    await new Promise<void>((resolve, reject) => {
+      socket.once('error', reject);
+      socket.bind(port, host, () => {
+        socket.off('error', reject);
+        resolve();
+      });
+    });
+    await this.clients.start();
+    return socket.address();
+  }
+
+  async stop(): Promise<void> {
+    this.clients.stop();
+    // Held requests are released by the engine stopping; wait for their last word.
+    await Promise.race([Promise.allSettled([...this.inflight]), new Promise((r) => setTimeout(r, 2000))]);
+    await new Promise<void>((r) => (this.socket ? this.socket.close(() => r()) : r()));
+  }
+
+  private drop(reason: string, address: string, detail?: Record<string, unknown>): void {
+    this.ctx.metrics.radiusDropped.inc({ reason });
+    this.ctx.log.warn({ address, reason, ...detail }, 'radius: request dropped');
+  }
+
+  private async handle(msg: Buffer, rinfo: dgram.RemoteInfo): Promise<void> {
+    const started = Date.now();
+    const address = normalizeAddress(rinfo.address);
+    const client = this.clients.match(address);
+    if (!client) return this.drop('unknown_client', address);
+    const raw = parseRaw(msg);
+    if ('ok' in raw) return this.drop('malformed', address, { detail: raw.reason, client: client.name });
+    if (raw.code !== ACCESS_REQUEST) return this.drop('unsupported_code', address, { code: raw.code, client: client.name });
+    const ma = checkMessageAuthenticator(raw, client.secret);
+    if (ma === 'bad') return this.drop('bad_message_authenticator', address, { client: client.name });
+    if (ma === 'missing' && client.requireMessageAuthenticator) return this.drop('missing_message_authenticator', address, { client: client.name });
+
+    const count = (t: number) => raw.attributes.filter(([type]) => type === t).length;
+    if (count(USER_NAME) !== 1 || count(USER_PASSWORD) > 1 || count(STATE) > 1) {
+      return this.drop('bad_attributes', address, { client: client.name });
+    }
+    let user: string;
+    let decoded;
+    try {
+      user = utf8.decode(raw.attributes.find(([t]) => t === USER_NAME)![1]);
+      decoded = decodeRequest(raw, client.secret);
+    } catch {
+      return this.drop('undecodable', address, { client: client.name });
+    }
+
+    const key = createHash('sha256')
+      .update(`${client.name}|${address}|${rinfo.port}|${raw.identifier}|`)
+      .update(raw.authenticator)
+      .digest('base64url');
+    const req: Request = {
+      client,
+      address,
+      raw,
+      user,
+      password: decoded.password,
+      state: decoded.state,
+      origin: { front: 'radius', client: client.name, ip: decoded.callingStationId || address, userAgent: decoded.nasIdentifier },
+      key,
+    };
+    const send = (buf: Buffer) => this.socket?.send(buf, rinfo.port, rinfo.address);
+
+    // RFC 5080 duplicate detection, shared through the store across instances.
+    const seenKey = `radius:${key}`;
+    const ttl = this.ctx.engine.opts.deadlineMs + 60_000;
+    let seen: string | null;
+    try {
+      seen = await this.ctx.store.kv.setIfAbsent(seenKey, JSON.stringify({ s: 'processing' } satisfies Seen), ttl);
+    } catch {
+      // Without the store no login can be decided; say so rather than hang.
+      return void send(this.encode(req, { code: 'Access-Reject', message: 'The second-factor service is unavailable; login denied' }));
+    }
+    if (seen !== null) return this.duplicate(req, JSON.parse(seen) as Seen, send, started);
+
+    this.held.add(key);
+    try {
+      const reply = await this.decide(req);
+      const buf = this.encode(req, reply);
+      await this.ctx.store.kv
+        .set(seenKey, JSON.stringify({ s: 'done', reply: buf.toString('base64') } satisfies Seen), this.ctx.config.radius.replyCacheSeconds * 1000)
+        .catch(() => {});
+      send(buf);
+      this.record(req, reply, started);
+    } catch (err) {
+      if (!(err instanceof Drop)) throw err;
+    } finally {
+      this.held.delete(key);
+    }
+  }
+
+  /** A retransmit: answer from the cache, ignore while we work on it, or take over a login another instance held. */
+  private async duplicate(req: Request, seen: Seen, send: (b: Buffer) => void, started: number): Promise<void> {
+    this.ctx.metrics.radiusDuplicates.inc({ state: seen.s });
+    if (seen.s === 'done') return send(Buffer.from(seen.reply, 'base64'));
+    if (seen.s === 'processing' || this.held.has(req.key)) return;
+    this.held.add(req.key);
+    try {
+      const reply = this.finalReply(req, await this.ctx.engine.wait(seen.cid));
+      const buf = this.encode(req, reply);
+      await this.ctx.store.kv
+        .set(`radius:${req.key}`, JSON.stringify({ s: 'done', reply: buf.toString('base64') } satisfies Seen), this.ctx.config.radius.replyCacheSeconds * 1000)
+        .catch(() => {});
+      send(buf);
+      this.record(req, reply, started);
+    } catch (err) {
+      if (err instanceof EngineStoppedError) return;
+      const buf = this.encode(req, this.failure(err));
+      send(buf);
+    } finally {
+      this.held.delete(req.key);
+    }
+  }
+
+  private encode(req: Request, reply: Reply): Buffer {
+    const attrs: [string, string | Buffer | number][] = [];
+    if (reply.message) attrs.push(['Reply-Message', reply.message.slice(0, 250)]);
+    attrs.push(...(reply.attributes ?? []));
+    return encodeReply(req.raw, reply.code, req.client.secret, attrs);
+  }
+
+  private record(req: Request, reply: Reply, started: number): void {
+    const outcome = reply.code === 'Access-Accept' ? 'accept' : reply.code === 'Access-Reject' ? 'reject' : 'challenge';
+    this.ctx.metrics.radiusRequests.inc({ client: req.client.name, outcome });
+    void this.ctx.audit.record({
+      at: Date.now(),
+      type: 'radius',
+      user: req.user,
+      front: 'radius',
+      client: req.client.name,
+      ip: req.origin.ip,
+      method: reply.factor,
+      outcome,
+      durationMs: Date.now() - started,
+      detail: { mode: req.client.secondFactorOnly ? `${req.client.mode}/second-factor-only` : req.client.mode, ...(reply.reason ? { reason: reply.reason } : {}) },
+    });
+  }
+
+  /** Any error on the way is a reject with words the user can act on; nothing approves. */
+  private failure(err: unknown): Reply {
+    if (err instanceof EngineStoppedError) throw new Drop();
+    if (err instanceof CountersignError) {
+      const message =
+        err.code === 'first_factor_failed' || err.code === 'user_not_found'
+          ? 'Wrong user name or password'
+          : err.status >= 500
+            ? 'The second-factor service is unavailable; login denied'
+            : err.message;
+      return { code: 'Access-Reject', message, reason: err.code };
+    }
+    this.ctx.log.error({ err }, 'radius: request failed');
+    return { code: 'Access-Reject', message: 'Internal error; login denied', reason: 'internal' };
+  }
+
+  private acceptAttributes(req: Request, c?: Challenge) {
+    const user = c?.user ?? req.user;
+    return [...req.client.acceptAttributes, ...(this.ctx.config.radius.userAttributes[user] ?? [])] as [string, string | number][];
+  }
+
+  private finalReply(req: Request, c: Challenge): Reply {
+    if (c.state === 'approved') return { code: 'Access-Accept', attributes: this.acceptAttributes(req, c), factor: c.method };
+    const reason = c.reason === 'superseded by a newer login' ? 'A newer login replaced this one' : c.reason === 'wrong-number' ? 'The number did not match; login rejected' : why[c.state];
+    return { code: 'Access-Reject', message: reason, factor: c.method, reason: c.reason ?? c.state };
+  }
+
+  private async decide(req: Request): Promise<Reply> {
+    try {
+      if (req.state) return await this.followUp(req);
+      if (req.password === undefined) {
+        return { code: 'Access-Reject', message: 'Only PAP (User-Password) is supported', reason: 'no_password' };
+      }
+      const { client } = req;
+      if (client.secondFactorOnly) return await this.secondFactorOnly(req, req.password);
+      if (client.mode === 'append') return await this.append(req, req.password);
+      if (!(await this.ctx.directory.verify(req.user, req.password))) {
+        return { code: 'Access-Reject', message: 'Wrong user name or password', reason: 'first_factor_failed' };
+      }
+      return client.mode === 'challenge' ? await this.challenge(req) : await this.pushWait(req);
+    } catch (err) {
+      return this.failure(err);
+    }
+  }
+
+  /** push-wait: hold the request until the phone answers or the deadline passes. */
+  private async pushWait(req: Request): Promise<Reply> {
+    const c = await this.ctx.login.begin(req.user, null, req.origin, { only: 'push' });
+    await this.ctx.store.kv.set(`radius:${req.key}`, JSON.stringify({ s: 'pending', cid: c.id } satisfies Seen), c.deadline - c.createdAt + 60_000);
+    return this.finalReply(req, await this.ctx.engine.wait(c.id));
+  }
+
+  private async otp(req: Request, code: string): Promise<Reply> {
+    const c = await this.ctx.login.begin(req.user, null, req.origin, { only: 'otp' });
+    await this.ctx.login.answerOtp(c.id, code);
+    return { code: 'Access-Accept', attributes: this.acceptAttributes(req, c), factor: 'otp' };
+  }
+
+  /** The NAS checked the password: the password field is the OTP, or empty / "push". */
+  private async secondFactorOnly(req: Request, answer: string): Promise<Reply> {
+    const a = answer.trim();
+    if (a === '' || a.toLowerCase() === 'push') return req.client.mode === 'challenge' ? this.challenge(req) : this.pushWait(req);
+    return this.otp(req, a);
+  }
+
+  /**
+   * append: "password" + OTP (after the delimiter, or the trailing digits), or
+   * "password,push". The split is tried first; only when it fails is the whole
+   * string tried as a password (then a push is sent).
+   */
+  private async append(req: Request, typed: string): Promise<Reply> {
+    const d = req.client.appendDelimiter;
+    let split: { password: string; second: string } | undefined;
+    if (d) {
+      const i = typed.lastIndexOf(d);
+      if (i >= 0) split = { password: typed.slice(0, i), second: typed.slice(i + 1) };
+    } else {
+      const u = await this.ctx.store.users.get(req.user);
+      const m = new RegExp(`^(.*)(\\d{${u?.otpDigits ?? 6}})$`, 's').exec(typed);
+      if (m) split = { password: m[1]!, second: m[2]! };
+    }
+    if (split && /^(\d{6,8}|push)$/i.test(split.second) && (await this.ctx.directory.verify(req.user, split.password))) {
+      return /^push$/i.test(split.second) ? this.pushWait(req) : this.otp(req, split.second);
+    }
+    if (await this.ctx.directory.verify(req.user, typed)) return this.pushWait(req);
+    return { code: 'Access-Reject', message: 'Wrong user name or password', reason: 'first_factor_failed' };
+  }
+
+  /** challenge: ask for the OTP or the push approval in an Access-Challenge bound to a State. */
+  private async challenge(req: Request): Promise<Reply> {
+    const c = await this.ctx.login.begin(req.user, null, req.origin);
+    const state = randomBytes(16);
+    await this.ctx.store.kv.set(
+      `radius-state:${state.toString('base64url')}`,
+      JSON.stringify({ cid: c.id, user: req.user, client: req.client.name, address: req.address }),
+      c.deadline - this.ctx.clock.now(),
+    );
+    return this.prompt(c, state, '');
+  }
+
+  private prompt(c: Challenge, state: Buffer, before: string): Reply {
+    const push = c.factors.includes('push');
+    const otp = c.factors.includes('otp');
+    const number = c.number ? `, type ${c.number} on your phone,` : '';
+    const message = otp && push
+      ? `Enter your one-time code, or approve the push (ID ${c.displayCode})${number} and press Enter`
+      : push
+        ? `Approve the push on your phone (ID ${c.displayCode})${number} and press Enter`
+        : 'Enter your one-time code';
+    return {
+      code: 'Access-Challenge',
+      message: before + message,
+      attributes: [
+        ['State', state],
+        ['Session-Timeout', Math.max(1, Math.ceil((c.deadline - this.ctx.clock.now()) / 1000))],
+      ],
+      reason: 'challenge',
+    };
+  }
+
+  /** The answer to an Access-Challenge: an OTP, or Enter to check the push. */
+  private async followUp(req: Request): Promise<Reply> {
+    const stateKey = `radius-state:${req.state!.toString('base64url')}`;
+    const raw = await this.ctx.store.kv.get(stateKey);
+    const bound = raw ? (JSON.parse(raw) as { cid: string; user: string; client: string; address: string }) : null;
+    if (!bound || bound.user !== req.user || bound.client !== req.client.name || bound.address !== req.address) {
+      return { code: 'Access-Reject', message: 'This login is unknown or has expired; start again', reason: 'bad_state' };
+    }
+    const answer = (req.password ?? '').trim();
+    let c = await this.ctx.engine.get(bound.cid);
+    if (!c) return { code: 'Access-Reject', message: 'This login has expired; start again', reason: 'expired' };
+    if (c.state === 'pending' && /^\d{6,8}$/.test(answer) && c.factors.includes('otp')) {
+      try {
+        c = await this.ctx.login.answerOtp(c.id, answer);
+      } catch (err) {
+        if (err instanceof CountersignError && (err.code === 'otp_invalid' || err.code === 'otp_replayed')) {
+          return this.prompt(c, req.state!, 'Wrong code. ');
+        }
+        throw err;
+      }
+    }
+    if (c.state === 'pending') return this.prompt(c, req.state!, 'Not approved yet. ');
+    return this.finalReply(req, c);
+  }
+}
