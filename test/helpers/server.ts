@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { loadConfig } from '../../src/config/load.js';
+import type { Config } from '../../src/config/schema.js';
 import { startServer, type Running, type StartOptions } from '../../src/main.js';
 
 export interface TestServer extends Running {
@@ -10,7 +11,11 @@ export interface TestServer extends Running {
 export const TEST_TOKEN = 'test-admin-token-0123456789abcdef';
 
 /** A real server on a free loopback port, configured the way an operator would. */
-export async function startTestServer(env: Record<string, string> = {}, opts: StartOptions = {}): Promise<TestServer> {
+export async function startTestServer(
+  env: Record<string, string> = {},
+  opts: StartOptions = {},
+  tweak: (config: Config) => void = () => {},
+): Promise<TestServer> {
   const config = loadConfig({
     COUNTERSIGN_HTTP_HOST: '127.0.0.1',
     COUNTERSIGN_HTTP_PORT: '0',
@@ -18,9 +23,12 @@ export async function startTestServer(env: Record<string, string> = {}, opts: St
     COUNTERSIGN_ADMIN_TOKEN: TEST_TOKEN,
     COUNTERSIGN_LOG_LEVEL: 'silent',
     COUNTERSIGN_DEMO: 'false',
+    COUNTERSIGN_RADIUS_HOST: '127.0.0.1',
+    COUNTERSIGN_RADIUS_PORT: '0',
     ...env,
   });
   config.passwords.scryptN = 1024; // fast tests; the format carries the cost
+  tweak(config);
   const running = await startServer(config, opts);
   return {
     ...running,

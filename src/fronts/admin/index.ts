@@ -5,6 +5,7 @@ import type { AppContext } from '../../context.js';
 import { requireAdminToken } from './auth.js';
 import { challengeRoutes } from './challenges.js';
 import { deviceRoutes } from './devices.js';
+import { radiusClientRoutes } from './radius.js';
 import { userRoutes } from './users.js';
 
 export const ADMIN_BASE = '/api/v1';
@@ -25,6 +26,7 @@ export function mountAdminApi(app: Express, ctx: AppContext, token: string): voi
 
   userRoutes(api, ctx);
   deviceRoutes(api, ctx);
+  radiusClientRoutes(api, ctx);
   challengeRoutes(api, ctx);
   api.route({
     method: 'get',

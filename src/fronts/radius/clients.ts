@@ -3,6 +3,7 @@ import { radiusClientSchema, type RadiusClientConfig } from '../../config/schema
 import { badRequest, conflict, notFound } from '../../core/errors.js';
 import type { SecretBox } from '../../core/secretbox.js';
 import type { Store } from '../../store/store.js';
+import { replyAttribute } from './packet.js';
 
 const KIND = 'radius-client';
 
@@ -26,6 +27,13 @@ function compile(client: RadiusClient): Compiled {
   const max = family === 4 ? 32 : 128;
   const prefix = bits === undefined ? max : Number(bits);
   if (!Number.isInteger(prefix) || prefix < 0 || prefix > max) throw badRequest('invalid_address', `'${client.address}' has a bad prefix length`);
+  for (const [name, value] of client.acceptAttributes) {
+    try {
+      replyAttribute(name, value);
+    } catch (err) {
+      throw badRequest('invalid_attribute', `client ${client.name}: ${(err as Error).message}`);
+    }
+  }
   const match = new BlockList();
   match.addSubnet(addr!, prefix, family === 4 ? 'ipv4' : 'ipv6');
   return { client, match, prefix };

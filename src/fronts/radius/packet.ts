@@ -93,6 +93,30 @@ export function decodeRequest(p: RawPacket, secret: string): Decoded {
 }
 
 export type ReplyCode = 'Access-Accept' | 'Access-Reject' | 'Access-Challenge';
+export type AttributeValue = string | Buffer | number;
+
+const needsBuffer = new Map<string, boolean>();
+
+/**
+ * Configured reply attributes are written as text; octet-typed ones (Class,
+ * State, …) must reach the encoder as bytes. Unknown names throw, so a typo
+ * in the config is found at start, not on the first Access-Accept.
+ */
+export function replyAttribute(name: string, value: AttributeValue): [string, AttributeValue] {
+  if (typeof value !== 'string') return [name, value];
+  let bytes = needsBuffer.get(name);
+  if (bytes === undefined) {
+    try {
+      radius.encode({ code: 'Access-Accept', secret: 'probe', identifier: 0, attributes: [[name, value]] });
+      bytes = false;
+    } catch (err) {
+      if (!/must provide Buffer/.test((err as Error).message)) throw new Error(`RADIUS attribute ${name}: ${(err as Error).message}`);
+      bytes = true;
+    }
+    needsBuffer.set(name, bytes);
+  }
+  return [name, bytes ? Buffer.from(value) : value];
+}
 
 /**
  * A response with Message-Authenticator first, Proxy-State echoed in order
@@ -102,9 +126,9 @@ export function encodeReply(
   request: RawPacket,
   code: ReplyCode,
   secret: string,
-  attributes: [string, string | Buffer | number][],
+  attributes: [string, AttributeValue][],
 ): Buffer {
-  const attrs: [string | number, unknown][] = [['Message-Authenticator', Buffer.alloc(16)], ...attributes];
+  const attrs: [string | number, unknown][] = [['Message-Authenticator', Buffer.alloc(16)], ...attributes.map(([n, v]) => replyAttribute(n, v))];
   for (const [type, value] of request.attributes) if (type === PROXY_STATE) attrs.push([PROXY_STATE, value]);
   const packet = radius.encode({
     code,

@@ -191,7 +191,13 @@ export class RadiusFront {
     const attrs: [string, string | Buffer | number][] = [];
     if (reply.message) attrs.push(['Reply-Message', reply.message.slice(0, 250)]);
     attrs.push(...(reply.attributes ?? []));
-    return encodeReply(req.raw, reply.code, req.client.secret, attrs);
+    try {
+      return encodeReply(req.raw, reply.code, req.client.secret, attrs);
+    } catch (err) {
+      // A reply that cannot be encoded (a bad per-user attribute) is a reject, never silence.
+      this.ctx.log.error({ err, client: req.client.name }, 'radius: reply could not be encoded');
+      return encodeReply(req.raw, 'Access-Reject', req.client.secret, [['Reply-Message', 'Internal error; login denied']]);
+    }
   }
 
   private record(req: Request, reply: Reply, started: number): void {

@@ -1,0 +1,39 @@
+import { z } from 'zod';
+import type { ApiBuilder } from '../../http/openapi.js';
+import type { AppContext } from '../../context.js';
+
+/** RADIUS clients (NASes) added at run time; those in the config file are listed too. */
+export function radiusClientRoutes(api: ApiBuilder, ctx: AppContext): void {
+  api.route({
+    method: 'get',
+    path: '/radius-clients',
+    summary: 'RADIUS clients, from the config file and the API (secrets are never shown)',
+    handler: () => ({ clients: ctx.radiusClients.list() }),
+  });
+
+  api.route({
+    method: 'post',
+    path: '/radius-clients',
+    summary: 'Add a RADIUS client: name, address or CIDR, shared secret, mode (push-wait | append | challenge)',
+    body: z.object({}).passthrough(),
+    errors: { 400: 'invalid input', 409: 'the name is taken' },
+    handler: async ({ body, res }) => {
+      const c = await ctx.radiusClients.add(body);
+      void ctx.audit.record({ at: ctx.clock.now(), type: 'admin', client: c.name, detail: { action: 'radius-client.add', address: c.address, mode: c.mode } });
+      res.status(201);
+      return c;
+    },
+  });
+
+  api.route({
+    method: 'delete',
+    path: '/radius-clients/:name',
+    summary: 'Remove a RADIUS client added through the API',
+    errors: { 400: 'defined in the config file', 404: 'no such client' },
+    handler: async ({ req }) => {
+      await ctx.radiusClients.remove(String(req.params.name));
+      void ctx.audit.record({ at: ctx.clock.now(), type: 'admin', client: String(req.params.name), detail: { action: 'radius-client.remove' } });
+      return { ok: true };
+    },
+  });
+}
