@@ -37,7 +37,7 @@ function challengeFields(m: PushMessage): Record<string, string> {
   };
 }
 
-export function alertBody(m: PushMessage): string {
+function alertBody(m: PushMessage): string {
   return `Approve sign-in${m.client ? ` to ${m.client}` : ''}${m.ip ? ` from ${m.ip}` : ''}? ID ${m.displayCode}`;
 }
 

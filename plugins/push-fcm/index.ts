@@ -208,7 +208,7 @@ function parseJson(text: string): any {
 }
 
 /** FCM data values must be strings; the phone app parses them back. */
-export function challengeData(m: PushMessage): Record<string, string> {
+function challengeData(m: PushMessage): Record<string, string> {
   return {
     type: 'countersign.challenge',
     challengeId: m.challengeId,
