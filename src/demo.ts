@@ -4,6 +4,7 @@ import type { Running } from './main.js';
 
 export const DEMO_USER = 'demo';
 export const DEMO_PASSWORD = 'demo-password';
+export const DEMO_RADIUS_SECRET = 'demo-radius-secret';
 
 /** Development mode only: a user to try things with, and a banner saying how. */
 export async function seedDemo(running: Running): Promise<string> {
@@ -16,6 +17,11 @@ export async function seedDemo(running: Running): Promise<string> {
     await ctx.users.setFactor([DEMO_USER], 'push', true);
   } catch (err) {
     if (!(err instanceof CountersignError && err.code === 'user_exists')) throw err;
+  }
+  for (const [name, address] of [['demo-nas', '127.0.0.1/32'], ['demo-nas6', '::1/128']] as const) {
+    await ctx.radiusClients.add({ name, address, secret: DEMO_RADIUS_SECRET, mode: 'append' }).catch((err) => {
+      if (!(err instanceof CountersignError && err.code === 'client_exists')) throw err;
+    });
   }
   const store = ctx.store.kind === 'memory' ? 'in-memory store (nothing is kept after a restart)' : 'Redis store';
   lines.push(
@@ -37,11 +43,19 @@ export async function seedDemo(running: Running): Promise<string> {
     lines.push(`  Demo user     ${DEMO_USER} already exists (its OTP seed was shown when it was created).`, '');
   }
   lines.push(
+    running.radiusPort
+      ? `  RADIUS        udp port ${running.radiusPort}, demo NAS at 127.0.0.1 and ::1 (secret ${DEMO_RADIUS_SECRET}, append mode: password,code)`
+      : '  RADIUS        disabled',
+    '',
     '  Try, in another terminal:',
     `    export COUNTERSIGN_URL=${url} COUNTERSIGN_ADMIN_TOKEN=${adminToken}`,
     '    npx countersign user list',
     `    echo ${DEMO_PASSWORD} | npx countersign challenge open ${DEMO_USER} --password-stdin`,
     '    npx countersign challenge otp <challenge id> <code from the app>',
+    running.radiusPort
+      ? `    echo 'User-Name = ${DEMO_USER}, User-Password = "${DEMO_PASSWORD},<code>", Message-Authenticator = 0x00' | radclient 127.0.0.1:${running.radiusPort} auth ${DEMO_RADIUS_SECRET}`
+      : '',
+    '    npx countersign enrol demo   # then: npx countersign device enrol <link>; npx countersign device watch',
     '',
   );
   return lines.join('\n');

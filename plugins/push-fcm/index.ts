@@ -22,8 +22,16 @@
 import { createPrivateKey, sign, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import http2 from 'node:http2';
-import type { Credential } from 'firebase-admin/app';
 import type { PushMessage, PushResult, PushTarget, PushTransport } from '../../src/core/push.js';
+
+/**
+ * The shape of firebase-admin's Credential (cert(), applicationDefault()),
+ * declared here so the 100 MB firebase-admin package is not a dependency
+ * for one type; any Credential object still fits.
+ */
+export interface Credential {
+  getAccessToken(): Promise<{ access_token: string; expires_in: number }>;
+}
 
 const DEFAULT_ENDPOINT = 'https://fcm.googleapis.com';
 const DEFAULT_TOKEN_URI = 'https://oauth2.googleapis.com/token';

@@ -25,6 +25,12 @@ Users (talk to a running server: COUNTERSIGN_URL, COUNTERSIGN_ADMIN_TOKEN):
   countersign user device-rename NAME ID NEW_NAME
   countersign user device-revoke NAME ID
 
+RADIUS clients (NASes):
+  countersign radius-client add NAME --address CIDR --secret-stdin [--mode push-wait|append|challenge]
+                                     [--second-factor-only] [--no-message-authenticator] [--delimiter C]
+  countersign radius-client list
+  countersign radius-client delete NAME
+
 Push enrolment:
   countersign enrol NAME                     one-time enrolment link (10 minutes) as a URI and a QR code
 
@@ -108,6 +114,12 @@ export async function main(argv: string[]): Promise<number> {
       outcome: { type: 'string' },
       json: { type: 'boolean' },
       'key-file': { type: 'string' },
+      address: { type: 'string' },
+      mode: { type: 'string' },
+      'secret-stdin': { type: 'boolean' },
+      'second-factor-only': { type: 'boolean' },
+      'no-message-authenticator': { type: 'boolean' },
+      delimiter: { type: 'string' },
       name: { type: 'string' },
       platform: { type: 'string' },
       'push-token': { type: 'string' },
@@ -270,6 +282,44 @@ export async function main(argv: string[]): Promise<number> {
     }
     show(c, () => describeChallenge(c));
     return c.state === 'approved' || c.state === 'pending' ? 0 : 1;
+  }
+  if (cmd === 'radius-client') {
+    switch (sub) {
+      case 'add': {
+        need(1, 'NAME');
+        if (!o.address) throw new CliError('say which addresses may send requests: --address IP or CIDR');
+        if (!o['secret-stdin']) throw new CliError('pass the shared secret on standard input with --secret-stdin');
+        const c = await api.call('POST', '/radius-clients', {
+          name: args[0],
+          address: o.address,
+          secret: await readStdin(),
+          ...(o.mode ? { mode: o.mode } : {}),
+          ...(o['second-factor-only'] ? { secondFactorOnly: true } : {}),
+          ...(o['no-message-authenticator'] ? { requireMessageAuthenticator: false } : {}),
+          ...(o.delimiter !== undefined ? { appendDelimiter: o.delimiter } : {}),
+        });
+        show(c, () => `added RADIUS client ${c.name} (${c.address}, ${c.mode}${c.secondFactorOnly ? ', second factor only' : ''})`);
+        return 0;
+      }
+      case 'list': {
+        const r = await api.call('GET', '/radius-clients');
+        show(r, () =>
+          r.clients
+            .map(
+              (c: any) =>
+                `${c.name}  ${c.address}  ${c.mode}${c.secondFactorOnly ? ' second-factor-only' : ''}${c.requireMessageAuthenticator ? '' : ' NO-MESSAGE-AUTHENTICATOR'}  (${c.source})`,
+            )
+            .join('\n') || 'no RADIUS clients',
+        );
+        return 0;
+      }
+      case 'delete': {
+        need(1, 'NAME');
+        await api.call('DELETE', `/radius-clients/${enc(args[0]!)}`);
+        show({ ok: true }, () => `deleted RADIUS client ${args[0]}`);
+        return 0;
+      }
+    }
   }
   if (cmd === 'enrol') {
     if (!sub) throw new CliError('missing NAME; see countersign --help');
