@@ -34,7 +34,13 @@ export class LoginService extends EventEmitter<{ otpFailure: [string]; pushFaile
     user: string,
     password: string | null,
     origin: Origin,
-    opts: { deadlineMs?: number; bindingMessage?: string; only?: Factor } = {},
+    opts: {
+      deadlineMs?: number;
+      bindingMessage?: string;
+      only?: Factor;
+      /** The front cannot show a number (RADIUS push-wait): number matching cannot be honoured. */
+      noScreen?: boolean;
+    } = {},
   ): Promise<Challenge> {
     let name = user;
     if (password !== null) {
@@ -49,6 +55,14 @@ export class LoginService extends EventEmitter<{ otpFailure: [string]; pushFaile
       pushRefusal = await this.push.blocked(record);
       if (!pushRefusal && !(await this.push.allowSend(name))) {
         pushRefusal = new CountersignError(429, 'push_rate_limited', 'too many push requests for this user; wait a few minutes or use a one-time password');
+      }
+      if (!pushRefusal && opts.noScreen && this.push.numberFor(record)) {
+        // Never drop number matching silently: such a login has to go where a number can be shown.
+        pushRefusal = new CountersignError(
+          403,
+          'number_matching_needs_screen',
+          'number matching is on for this account, and this login cannot show the number; use a one-time code or a client in challenge mode',
+        );
       }
       if (!pushRefusal) factors.push('push');
     }

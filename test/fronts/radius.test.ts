@@ -20,6 +20,7 @@ describe('RADIUS front with radclient as the NAS', () => {
         { name: 'branch-office', address: '192.0.2.1/32', secret: SECRET, mode: 'append', secondFactorOnly: false, requireMessageAuthenticator: true, appendDelimiter: ',', acceptAttributes: [] },
       ];
       config.radius.userAttributes = { alice: [['Filter-Id', 'admins']] };
+      config.push.rateLimit.count = 100; // these tests push bob many times on purpose
     });
     port = s.radiusPort!;
     s.ctx.engine.on('opened', () => opened++);
@@ -177,6 +178,28 @@ describe('RADIUS front with radclient as the NAS', () => {
     assert.match(wrong.attributes['Reply-Message']!, /^Wrong code/);
     const right = await radclient(port, SECRET, { 'User-Name': 'bob', 'User-Password': q(oathTotp(secret)), State: second.attributes.State! });
     assert.equal(right.code, 'Access-Accept', right.output);
+  });
+
+  it('number matching survives RADIUS: the challenge prompt shows it, push-wait refuses rather than drop it', async (t) => {
+    if (!requirePeer(t, haveRadclient, 'radclient')) return;
+    await s.api('PATCH', '/api/v1/users/bob', { numberMatching: true });
+    const phone = await Authenticator.enrol((await s.api('POST', '/api/v1/users/bob/enrolments')).body.uri, {});
+    const first = await radclient(port, SECRET, { 'User-Name': 'bob', 'User-Password': q('bob-pw-2024') });
+    assert.equal(first.code, 'Access-Challenge');
+    const number = /type (\d{2}) on your phone/.exec(first.attributes['Reply-Message']!)?.[1];
+    assert.ok(number, first.attributes['Reply-Message']);
+    const [p] = await phone.pending();
+    assert.equal(p!.numberMatching, true);
+    assert.equal((await phone.answer(p!.challengeId, 'approve', { number })).state, 'approved');
+    const done = await radclient(port, SECRET, { 'User-Name': 'bob', 'User-Password': q(''), State: first.attributes.State! });
+    assert.equal(done.code, 'Access-Accept');
+
+    await mode('push-wait');
+    const refused = await radclient(port, SECRET, { 'User-Name': 'bob', 'User-Password': q('bob-pw-2024') });
+    assert.equal(refused.code, 'Access-Reject');
+    assert.match(refused.attributes['Reply-Message']!, /number matching is on/);
+    await s.api('PATCH', '/api/v1/users/bob', { numberMatching: null });
+    await mode('challenge');
   });
 
   it('clients are managed through the admin API, secrets never shown', async () => {

@@ -264,7 +264,7 @@ export class RadiusFront {
 
   /** push-wait: hold the request until the phone answers or the deadline passes. */
   private async pushWait(req: Request): Promise<Reply> {
-    const c = await this.ctx.login.begin(req.user, null, req.origin, { only: 'push' });
+    const c = await this.ctx.login.begin(req.user, null, req.origin, { only: 'push', noScreen: true });
     await this.ctx.store.kv.set(`radius:${req.key}`, JSON.stringify({ s: 'pending', cid: c.id } satisfies Seen), c.deadline - c.createdAt + 60_000);
     return this.finalReply(req, await this.ctx.engine.wait(c.id));
   }
