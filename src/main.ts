@@ -21,6 +21,7 @@ import type { Config } from './config/schema.js';
 import type { AppContext } from './context.js';
 import { mountAdminApi } from './fronts/admin/index.js';
 import { mountDeviceApi } from './fronts/device/index.js';
+import { mountOidc } from './fronts/oidc/index.js';
 import { RadiusClients } from './fronts/radius/clients.js';
 import { RadiusFront } from './fronts/radius/server.js';
 import { createHttpApp } from './http/server.js';
@@ -31,6 +32,8 @@ import type { Store } from './store/store.js';
 
 export interface Running {
   url: string;
+  /** The OpenID Connect issuer, when the front is enabled. */
+  issuer?: string;
   /** The UDP port the RADIUS front listens on, when enabled. */
   radiusPort?: number;
   adminToken: string;
@@ -97,6 +100,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const log = opts.log ?? pino({ level: config.log.level, base: { service: 'countersign' } });
   const clock = opts.clock ?? systemClock;
   const secretKey = config.secretKey ?? devSecret(config, 'secret-key', () => randomBytes(32).toString('base64'), log, 'a secret key');
+  config.secretKey = secretKey; // the effective key, for everything derived from it
   const adminToken = config.admin.token ?? devSecret(config, 'admin-token', () => randomBytes(24).toString('base64url'), log, 'an admin token');
 
   const store = createStore(config, clock);
@@ -168,9 +172,11 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   );
   await Promise.race([subscribed, new Promise((r) => setTimeout(r, 5000).unref())]);
 
+  let oidc: ReturnType<typeof mountOidc> | undefined;
   const app = createHttpApp(ctx, (a) => {
     mountAdminApi(a, ctx, adminToken);
     mountDeviceApi(a, ctx);
+    if (config.oidc.enabled) oidc = mountOidc(a, ctx);
   });
   const server: Server = await new Promise((resolve, reject) => {
     const s = app.listen(config.http.port, config.http.host, () => resolve(s));
@@ -180,6 +186,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
   const url = `http://${host === '0.0.0.0' || host === '[::]' ? '127.0.0.1' : host}:${addr.port}`;
   devices.publicUrl ||= url;
+  oidc?.start(config.http.publicUrl ?? url);
   let radius: RadiusFront | undefined;
   let radiusPort: number | undefined;
   if (config.radius.enabled) {
@@ -210,5 +217,6 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       await store.close();
       log.info('countersign stopped');
     })());
-  return { url, radiusPort, adminToken, ctx, close };
+  const issuer = oidc?.provider?.issuer;
+  return { url, issuer, radiusPort, adminToken, ctx, close };
 }

@@ -53,6 +53,17 @@ export const configSchema = z.object({
       replyCacheSeconds: z.number().int().min(1).max(600).default(30),
     })
     .prefault({}),
+  oidc: z
+    .object({
+      enabled: z.boolean().default(true),
+      /** Where the provider is mounted; the issuer is publicUrl + path. */
+      path: z.string().regex(/^\/[A-Za-z0-9/_-]*$/).default('/oidc'),
+      /** A private JWKS ({"keys": [...]}) for signing; generated and kept in dataDir when absent. */
+      jwksFile: z.string().optional(),
+      /** Relying parties: OpenID client metadata, plus countersign_no_factor: "deny" (default) | "allow". */
+      clients: z.array(z.record(z.string(), z.unknown())).default([]),
+    })
+    .prefault({}),
   store: z
     .object({
       kind: z.enum(['memory', 'redis']).default('memory'),

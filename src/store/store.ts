@@ -206,6 +206,10 @@ export interface KvStore {
   setIfAbsent(key: string, value: string, ttlMs: number): Promise<string | null>;
   set(key: string, value: string, ttlMs: number): Promise<void>;
   get(key: string): Promise<string | null>;
+  delete(key: string): Promise<void>;
+  /** A set of strings under a key, kept at least ttlMs after the last addition. */
+  addMember(key: string, member: string, ttlMs: number): Promise<void>;
+  members(key: string): Promise<string[]>;
 }
 
 /** Administered records without a lifetime (RADIUS clients, OIDC clients): kind → id → JSON. */

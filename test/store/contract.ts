@@ -225,6 +225,15 @@ export function storeContract(name: string, make: () => Promise<Store>): void {
         await store.kv.set(k, 'z', 60_000);
         assert.equal(await store.kv.get(k), 'z');
         assert.equal(await store.kv.get(uid('none')), null);
+        await store.kv.delete(k);
+        assert.equal(await store.kv.get(k), null);
+        const set = uid('set');
+        await store.kv.addMember(set, 'a', 60_000);
+        await store.kv.addMember(set, 'b', 60_000);
+        await store.kv.addMember(set, 'a', 60_000);
+        assert.deepEqual((await store.kv.members(set)).sort(), ['a', 'b']);
+        await store.kv.delete(set);
+        assert.deepEqual(await store.kv.members(set), []);
       });
 
       it('keeps administered records by kind', async () => {

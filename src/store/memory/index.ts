@@ -318,6 +318,7 @@ class MemoryTokens implements TokenStore {
 
 class MemoryKv implements KvStore {
   private values = new Map<string, { value: string; until: number }>();
+  private sets = new Map<string, { members: Set<string>; until: number }>();
   constructor(private clock: Clock) {}
 
   private live(key: string) {
@@ -340,9 +341,29 @@ class MemoryKv implements KvStore {
     return this.live(key)?.value ?? null;
   }
 
+  async delete(key: string): Promise<void> {
+    this.values.delete(key);
+    this.sets.delete(key);
+  }
+
+  async addMember(key: string, member: string, ttlMs: number): Promise<void> {
+    const now = this.clock.now();
+    const s = this.sets.get(key);
+    const live = s && s.until > now ? s : { members: new Set<string>(), until: 0 };
+    live.members.add(member);
+    live.until = Math.max(live.until, now + ttlMs);
+    this.sets.set(key, live);
+  }
+
+  async members(key: string): Promise<string[]> {
+    const s = this.sets.get(key);
+    return s && s.until > this.clock.now() ? [...s.members] : [];
+  }
+
   dropExpired(): void {
     const now = this.clock.now();
     for (const [k, v] of this.values) if (v.until <= now) this.values.delete(k);
+    for (const [k, v] of this.sets) if (v.until <= now) this.sets.delete(k);
   }
 }
 

@@ -475,6 +475,20 @@ class RedisKv implements KvStore {
   async get(key: string): Promise<string | null> {
     return guarded(this.client.get(this.key(key)));
   }
+
+  async delete(key: string): Promise<void> {
+    await guarded(this.client.del(this.key(key)));
+  }
+
+  async addMember(key: string, member: string, ttlMs: number): Promise<void> {
+    const k = this.key(key);
+    // Both on one key, so one slot; GT keeps the longest lifetime asked for.
+    await guarded(Promise.all([this.client.sadd(k, member), this.client.pexpire(k, ttlMs, 'GT'), this.client.pexpire(k, ttlMs, 'NX')]));
+  }
+
+  async members(key: string): Promise<string[]> {
+    return guarded(this.client.smembers(this.key(key)));
+  }
 }
 
 /** One hash per kind of record. */

@@ -1,0 +1,67 @@
+import type { Adapter, AdapterPayload } from 'oidc-provider';
+import type { Store } from '../../store/store.js';
+
+/** Models oidc-provider stores without a lifetime still expire: nothing leaks. */
+const DEFAULT_TTL_MS = 14 * 24 * 3600 * 1000;
+export const OIDC_CLIENT_KIND = 'oidc-client';
+
+/**
+ * oidc-provider's storage on Countersign's Store: every model instance is one
+ * short-lived value (a Redis key with a TTL, or memory), with indexes for
+ * uid, user code and grant. Consumption is its own claim-once key, so an
+ * authorization code cannot be redeemed twice even when two instances race.
+ * Dynamic clients live in the settings store (managed by the admin API).
+ */
+export function storeAdapter(store: Store) {
+  return class StoreAdapter implements Adapter {
+    constructor(private readonly model: string) {}
+
+    private key(id: string) {
+      return `oidc:${this.model}:${id}`;
+    }
+
+    async upsert(id: string, payload: AdapterPayload, expiresIn: number): Promise<void> {
+      const ttl = expiresIn ? expiresIn * 1000 : DEFAULT_TTL_MS;
+      await store.kv.set(this.key(id), JSON.stringify(payload), ttl);
+      if (payload.uid) await store.kv.set(`oidc:uid:${payload.uid}`, id, ttl);
+      if (payload.userCode) await store.kv.set(`oidc:usercode:${payload.userCode}`, id, ttl);
+      if (payload.grantId) await store.kv.addMember(`oidc:grant:${payload.grantId}`, `${this.model}:${id}`, ttl);
+    }
+
+    async find(id: string): Promise<AdapterPayload | undefined> {
+      if (this.model === 'Client') {
+        const raw = await store.settings.get(OIDC_CLIENT_KIND, id);
+        return raw ? (JSON.parse(raw) as AdapterPayload) : undefined;
+      }
+      const [raw, consumed] = await Promise.all([store.kv.get(this.key(id)), store.kv.get(`${this.key(id)}:consumed`)]);
+      if (!raw) return undefined;
+      const payload = JSON.parse(raw) as AdapterPayload;
+      return consumed ? { ...payload, consumed: Number(consumed) } : payload;
+    }
+
+    async findByUid(uid: string): Promise<AdapterPayload | undefined> {
+      const id = await store.kv.get(`oidc:uid:${uid}`);
+      return id ? this.find(id) : undefined;
+    }
+
+    async findByUserCode(userCode: string): Promise<AdapterPayload | undefined> {
+      const id = await store.kv.get(`oidc:usercode:${userCode}`);
+      return id ? this.find(id) : undefined;
+    }
+
+    async consume(id: string): Promise<void> {
+      await store.kv.setIfAbsent(`${this.key(id)}:consumed`, String(Math.floor(Date.now() / 1000)), DEFAULT_TTL_MS);
+    }
+
+    async destroy(id: string): Promise<void> {
+      await store.kv.delete(this.key(id));
+    }
+
+    async revokeByGrantId(grantId: string): Promise<void> {
+      const key = `oidc:grant:${grantId}`;
+      const members = await store.kv.members(key);
+      await Promise.all(members.map((m) => store.kv.delete(`oidc:${m}`)));
+      await store.kv.delete(key);
+    }
+  };
+}

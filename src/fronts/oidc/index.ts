@@ -1,0 +1,234 @@
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import express, { type Express, type Request, type Response } from 'express';
+import type Provider from 'oidc-provider';
+import { errors } from 'oidc-provider';
+import type { Challenge } from '../../core/challenge.js';
+import { CountersignError } from '../../core/errors.js';
+import type { AppContext } from '../../context.js';
+import { ACR_MFA, ACR_PWD, amrFor, createProvider, derivedKey } from './provider.js';
+import { errorPage, factorPage, loginPage } from './pages.js';
+
+/** What we remember of an interaction between its steps. */
+interface Step {
+  user: string;
+  cid: string;
+}
+
+const FINAL_WORDS: Record<string, string> = {
+  rejected: 'The sign-in was rejected on your phone.',
+  expired: 'No answer arrived in time; the sign-in was denied.',
+  cancelled: 'This sign-in was cancelled.',
+};
+
+/**
+ * The OpenID Connect front: oidc-provider mounted at `oidc.path`, and the
+ * interaction steps it sends browsers to — password, then the push (waited
+ * for live over server-sent events) or a one-time code. The provider is
+ * built once the server knows its own address, when none is configured.
+ */
+export function mountOidc(app: Express, ctx: AppContext) {
+  const path = ctx.config.oidc.path;
+  const base = `${path}/interaction`;
+  const csrfKey = derivedKey(ctx, 'oidc-csrf');
+  let provider: Provider | undefined;
+  let handler: ReturnType<Provider['callback']> | undefined;
+  const ttl = (c: Challenge) => Math.max(1000, c.deadline - ctx.clock.now() + 60_000);
+
+  const csrfFor = (uid: string) => createHmac('sha256', csrfKey).update(uid).digest('base64url');
+  const checkCsrf = (uid: string, given: unknown) => {
+    const want = Buffer.from(csrfFor(uid));
+    const got = Buffer.from(typeof given === 'string' ? given : '');
+    if (got.length !== want.length || !timingSafeEqual(got, want)) {
+      throw new CountersignError(403, 'csrf', 'This form has expired or was not sent from this page; go back and try again.');
+    }
+  };
+  const nonce = (res: Response) => {
+    const n = randomBytes(16).toString('base64');
+    res.set({
+      'content-security-policy': `default-src 'none'; style-src 'nonce-${n}'; script-src 'nonce-${n}'; connect-src 'self'; form-action 'self' *; frame-ancestors 'none'; base-uri 'none'`,
+      'cache-control': 'no-store',
+      'x-content-type-options': 'nosniff',
+      'referrer-policy': 'no-referrer',
+    });
+    return n;
+  };
+  const details = async (req: Request, res: Response) => {
+    if (!provider) throw new CountersignError(503, 'not_ready', 'Sign-in is starting; try again in a moment.');
+    return provider.interactionDetails(req, res);
+  };
+  const stepOf = async (uid: string): Promise<Step | null> => {
+    const raw = await ctx.store.kv.get(`oidc-ix:${uid}`);
+    return raw ? (JSON.parse(raw) as Step) : null;
+  };
+  const clientName = async (clientId: unknown) => {
+    const c = await provider!.Client.find(String(clientId));
+    return c?.clientName ?? String(clientId);
+  };
+  const finish = (req: Request, res: Response, result: Record<string, unknown>) =>
+    provider!.interactionFinished(req, res, result, { mergeWithLastSubmission: false });
+  const deny = (req: Request, res: Response, description: string) => finish(req, res, { error: 'access_denied', error_description: description });
+  const approvedResult = (c: Challenge, user: string) => ({ login: { accountId: user, amr: amrFor(c.method), acr: ACR_MFA } });
+
+  const renderFactor = async (res: Response, uid: string, c: Challenge, error?: string, status = 200) => {
+    const n = nonce(res);
+    res.status(status).type('html').send(
+      factorPage({
+        base: `${base}/${uid}`,
+        csrf: csrfFor(uid),
+        nonce: n,
+        displayCode: c.displayCode,
+        number: c.number,
+        push: c.factors.includes('push'),
+        otp: c.factors.includes('otp'),
+        secondsLeft: Math.max(0, Math.ceil((c.deadline - ctx.clock.now()) / 1000)),
+        error,
+      }),
+    );
+  };
+
+  const router = express.Router();
+  const form = express.urlencoded({ extended: false, limit: '8kb', parameterLimit: 10 });
+
+  router.get('/:uid', async (req, res) => {
+    const d = await details(req, res);
+    if (d.prompt.name !== 'login') return deny(req, res, `unexpected prompt ${d.prompt.name}`);
+    const step = await stepOf(d.uid);
+    const c = step ? await ctx.engine.get(step.cid) : null;
+    if (c && step) {
+      if (c.state === 'approved') return finish(req, res, approvedResult(c, step.user));
+      if (c.state !== 'pending') return deny(req, res, FINAL_WORDS[c.state]!);
+      return renderFactor(res, d.uid, c);
+    }
+    const n = nonce(res);
+    res.type('html').send(loginPage({ action: `${base}/${d.uid}/login`, csrf: csrfFor(d.uid), client: await clientName(d.params.client_id), nonce: n }));
+  });
+
+  router.post('/:uid/login', form, async (req, res) => {
+    const d = await details(req, res);
+    checkCsrf(d.uid, req.body?.csrf);
+    const user = typeof req.body?.user === 'string' ? req.body.user.trim() : '';
+    const password = typeof req.body?.password === 'string' ? req.body.password : '';
+    const again = async (error: string, status: number) => {
+      const n = nonce(res);
+      res.status(status).type('html').send(
+        loginPage({ action: `${base}/${d.uid}/login`, csrf: csrfFor(d.uid), client: await clientName(d.params.client_id), error, user, nonce: n }),
+      );
+    };
+    if (!user || user.length > 128 || password.length > 1024) return again('Enter your user name and password.', 400);
+    if ((await ctx.store.guards.hit(`oidc-login:${req.ip}`, 60_000)) > 30) return again('Too many attempts; wait a minute.', 429);
+    const name = await ctx.directory.verify(user, password);
+    if (!name) return again('Wrong user name or password.', 401);
+
+    const client = await provider!.Client.find(String(d.params.client_id));
+    const mfaAsked = String(d.params.acr_values ?? '').split(' ').includes(ACR_MFA);
+    const allowSingle = (client as unknown as { countersign_no_factor?: string })?.countersign_no_factor === 'allow' && !mfaAsked;
+    let c: Challenge;
+    try {
+      c = await ctx.login.begin(name, null, { front: 'oidc', client: String(d.params.client_id), ip: req.ip, userAgent: req.get('user-agent') });
+    } catch (err) {
+      if (err instanceof CountersignError && err.code === 'no_second_factor' && allowSingle) {
+        return finish(req, res, { login: { accountId: name, amr: ['pwd'], acr: ACR_PWD } });
+      }
+      if (err instanceof CountersignError && err.status < 500) return deny(req, res, err.message);
+      throw err;
+    }
+    await ctx.store.kv.set(`oidc-ix:${d.uid}`, JSON.stringify({ user: name, cid: c.id } satisfies Step), ttl(c));
+    res.redirect(303, `${base}/${d.uid}`);
+  });
+
+  router.post('/:uid/otp', form, async (req, res) => {
+    const d = await details(req, res);
+    checkCsrf(d.uid, req.body?.csrf);
+    const step = await stepOf(d.uid);
+    if (!step) return res.redirect(303, `${base}/${d.uid}`);
+    const code = typeof req.body?.code === 'string' ? req.body.code.trim() : '';
+    const c = await ctx.engine.get(step.cid);
+    if (!c) return deny(req, res, FINAL_WORDS.expired!);
+    if (!/^\d{6,8}$/.test(code)) return renderFactor(res, d.uid, c, 'A code is 6 to 8 digits.', 400);
+    try {
+      const done = await ctx.login.answerOtp(c.id, code);
+      return finish(req, res, approvedResult(done, step.user));
+    } catch (err) {
+      if (!(err instanceof CountersignError) || err.status >= 500) throw err;
+      if (err.code === 'otp_invalid' || err.code === 'otp_replayed') {
+        const left = (err.details?.attemptsLeft as number | undefined) ?? 0;
+        return renderFactor(res, d.uid, c, `${err.code === 'otp_replayed' ? 'That code was already used' : 'Wrong code'}. ${left} attempt${left === 1 ? '' : 's'} left.`, 401);
+      }
+      return deny(req, res, err.code.startsWith('challenge_') ? FINAL_WORDS[c.state] ?? err.message : err.message);
+    }
+  });
+
+  router.post('/:uid/finish', form, async (req, res) => {
+    const d = await details(req, res);
+    checkCsrf(d.uid, req.body?.csrf);
+    const step = await stepOf(d.uid);
+    const c = step ? await ctx.engine.get(step.cid) : null;
+    if (!step || !c) return deny(req, res, FINAL_WORDS.expired!);
+    if (c.state === 'approved') return finish(req, res, approvedResult(c, step.user));
+    if (c.state === 'pending') return renderFactor(res, d.uid, c, 'Not approved yet.');
+    return deny(req, res, FINAL_WORDS[c.state]!);
+  });
+
+  /** Server-sent events: one `outcome` event the moment the push is decided. */
+  router.get('/:uid/events', async (req, res) => {
+    const d = await details(req, res);
+    const step = await stepOf(d.uid);
+    if (!step) throw new CountersignError(404, 'no_login', 'no sign-in is waiting here');
+    res.set({ 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive', 'x-accel-buffering': 'no' });
+    res.flushHeaders();
+    const abort = new AbortController();
+    const beat = setInterval(() => res.write(': keep-alive\n\n'), 15_000);
+    req.on('close', () => abort.abort(new Error('page closed')));
+    try {
+      const c = await ctx.engine.wait(step.cid, abort.signal);
+      res.write(`event: outcome\ndata: ${JSON.stringify({ state: c.state })}\n\n`);
+    } catch (err) {
+      if (!abort.signal.aborted) res.write(`event: outcome\ndata: ${JSON.stringify({ state: 'cancelled', error: (err as Error).message })}\n\n`);
+    } finally {
+      clearInterval(beat);
+      res.end();
+    }
+  });
+
+  router.get('/:uid/abort', async (req, res) => {
+    const d = await details(req, res);
+    const step = await stepOf(d.uid);
+    if (step) await ctx.engine.cancel(step.cid, 'cancelled on the sign-in page').catch(() => {});
+    return deny(req, res, 'The sign-in was cancelled.');
+  });
+
+  app.use(base, router);
+  app.use(base, (err: unknown, _req: Request, res: Response, next: (e?: unknown) => void) => {
+    if (res.headersSent) return next(err);
+    const n = nonce(res);
+    if (err instanceof errors.SessionNotFound || (err as { name?: string })?.name === 'SessionNotFound') {
+      return res.status(400).type('html').send(errorPage('Sign-in expired', 'This sign-in page has expired. Go back to the application and start again.', n));
+    }
+    if (err instanceof CountersignError && err.status < 500) {
+      return res.status(err.status).type('html').send(errorPage('Sign-in problem', err.message, n));
+    }
+    const status = (err as { status?: number })?.status;
+    if (typeof status === 'number' && status >= 400 && status < 500) {
+      // body-parser: too large, malformed, too many fields.
+      return res.status(status).type('html').send(errorPage('Sign-in problem', 'The form could not be read; go back and try again.', n));
+    }
+    ctx.log.error({ err }, 'oidc interaction failed');
+    res.status(500).type('html').send(errorPage('Sign-in problem', 'Something went wrong; nobody was signed in. Try again.', n));
+  });
+  app.use(path, (req, res, next) => {
+    if (!handler) return res.status(503).json({ error: 'not_ready', message: 'the OpenID provider is starting' });
+    return handler(req, res);
+  });
+
+  return {
+    /** Builds the provider once the public address is known. */
+    start(publicUrl: string): Provider {
+      provider = createProvider(ctx, `${publicUrl.replace(/\/+$/, '')}${path}`, base);
+      handler = provider.callback();
+      return provider;
+    },
+    get provider() {
+      return provider;
+    },
+  };
+}

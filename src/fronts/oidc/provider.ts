@@ -1,0 +1,157 @@
+import { generateKeyPairSync, hkdfSync, randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import Provider, { errors, type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
+import type { AppContext } from '../../context.js';
+import { storeAdapter } from './adapter.js';
+
+export const ACR_PWD = 'urn:countersign:pwd';
+export const ACR_MFA = 'urn:countersign:mfa';
+
+/** RFC 8176 method values for what the user did. */
+export const amrFor = (method: string | undefined): string[] =>
+  method === 'otp' ? ['pwd', 'otp', 'mfa'] : method === 'push' ? ['pwd', 'swk', 'mfa'] : ['pwd'];
+
+/** Signing keys: from jwksFile, or generated once and kept in the data dir (with a warning). */
+function signingKeys(ctx: AppContext): { keys: Record<string, unknown>[] } {
+  const { oidc, dataDir } = ctx.config;
+  if (oidc.jwksFile) return JSON.parse(readFileSync(oidc.jwksFile, 'utf8')) as { keys: Record<string, unknown>[] };
+  const path = join(dataDir, 'oidc-jwks.json');
+  if (existsSync(path)) return JSON.parse(readFileSync(path, 'utf8')) as { keys: Record<string, unknown>[] };
+  const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const jwks = { keys: [{ ...privateKey.export({ format: 'jwk' }), kid: randomBytes(8).toString('hex'), use: 'sig', alg: 'RS256' }] };
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  writeFileSync(path, JSON.stringify(jwks), { mode: 0o600 });
+  ctx.log.warn({ path }, 'generated OpenID Connect signing keys; set oidc.jwksFile in production');
+  return jwks;
+}
+
+/** Cookie signing keys derived from the secret key, so every instance agrees. */
+export const derivedKey = (ctx: AppContext, label: string) =>
+  Buffer.from(hkdfSync('sha256', Buffer.from(ctx.config.secretKey ?? '', 'base64'), Buffer.alloc(0), label, 32));
+
+export function createProvider(ctx: AppContext, issuer: string, interactionBase: string): Provider {
+  const { engine, login, store } = ctx;
+  const deadlineSeconds = Math.floor(engine.opts.deadlineMs / 1000);
+  let provider: Provider;
+
+  const configuration: Configuration = {
+    adapter: storeAdapter(store),
+    clients: ctx.config.oidc.clients as unknown as Configuration['clients'],
+    jwks: signingKeys(ctx) as Configuration['jwks'],
+    cookies: { keys: [derivedKey(ctx, 'oidc-cookies').toString('base64url')] },
+    acrValues: [ACR_PWD, ACR_MFA],
+    claims: {
+      acr: null,
+      amr: null,
+      auth_time: null,
+      iss: null,
+      sid: null,
+      openid: ['sub', 'acr', 'amr', 'auth_time', 'sid'],
+      profile: ['name', 'preferred_username'],
+      email: ['email'],
+    },
+    extraClientMetadata: {
+      properties: ['countersign_no_factor'],
+      validator(_ctx, key, value) {
+        if (key === 'countersign_no_factor' && value !== undefined && value !== 'deny' && value !== 'allow') {
+          throw new errors.InvalidClientMetadata('countersign_no_factor must be "deny" or "allow"');
+        }
+      },
+    },
+    async findAccount(_ctx, id) {
+      const u = await store.users.get(id);
+      if (!u) return undefined;
+      return {
+        accountId: u.name,
+        async claims() {
+          return { sub: u.name, preferred_username: u.name, name: u.displayName, email: u.email };
+        },
+      };
+    },
+    interactions: { url: (_ctx, interaction) => `${interactionBase}/${interaction.uid}` },
+    // Relying parties are the organisation's own apps: the grant is given, no consent screen.
+    async loadExistingGrant(kctx: KoaContextWithOIDC) {
+      const { client, session, result, params } = kctx.oidc;
+      if (!client || !session?.accountId) return undefined;
+      const grantId = (result?.consent as { grantId?: string } | undefined)?.grantId ?? session.grantIdFor(client.clientId);
+      if (grantId) return kctx.oidc.provider.Grant.find(grantId);
+      const grant = new kctx.oidc.provider.Grant({ clientId: client.clientId, accountId: session.accountId });
+      grant.addOIDCScope(String(params?.scope ?? 'openid'));
+      await grant.save();
+      return grant;
+    },
+    issueRefreshToken: async (_ctx, client) => client.grantTypeAllowed('refresh_token'),
+    pkce: { required: () => true },
+    ttl: {
+      Interaction: 3600,
+      Session: 8 * 3600,
+      Grant: 8 * 3600,
+      AccessToken: 3600,
+      AuthorizationCode: 60,
+      IdToken: 3600,
+      RefreshToken: 14 * 24 * 3600,
+      BackchannelAuthenticationRequest: deadlineSeconds,
+    },
+    features: {
+      devInteractions: { enabled: false },
+      revocation: { enabled: true },
+      rpInitiatedLogout: { enabled: true },
+      ciba: {
+        enabled: true,
+        deliveryModes: ['poll', 'ping'],
+        async processLoginHint(_kctx, loginHint) {
+          return loginHint && (await store.users.get(loginHint)) ? loginHint : undefined;
+        },
+        async validateBindingMessage(_kctx, bindingMessage) {
+          if (bindingMessage !== undefined && !/^[\p{L}\p{N} .,:;!?#+/_-]{1,40}$/u.test(bindingMessage)) {
+            throw new errors.InvalidBindingMessage('binding_message must be 1-40 letters, digits, spaces or basic punctuation');
+          }
+        },
+        async validateRequestContext() {},
+        async verifyUserCode(_kctx, _account, userCode) {
+          if (userCode) throw new errors.InvalidRequest('user_code is not supported');
+        },
+        async triggerAuthenticationDevice(kctx, request, account, client) {
+          let c;
+          try {
+            c = await login.begin(
+              account.accountId,
+              null,
+              { front: 'oidc-ciba', client: client.clientId, ip: kctx.ip, userAgent: kctx.get('user-agent') || undefined },
+              { only: 'push', bindingMessage: request.params?.binding_message as string | undefined },
+            );
+          } catch (err) {
+            throw new errors.AccessDenied((err as Error).message);
+          }
+          // The answer comes later; the relying party polls (or is pinged) meanwhile.
+          void engine.wait(c.id).then(
+            async (done) => {
+              if (done.state === 'approved') {
+                const grant = new provider.Grant({ clientId: client.clientId, accountId: account.accountId as string });
+                grant.addOIDCScope(String(request.params?.scope ?? 'openid'));
+                await grant.save();
+                await provider.backchannelResult(request, grant, {
+                  amr: ['swk'],
+                  acr: ACR_MFA,
+                  authTime: Math.floor((done.resolvedAt ?? Date.now()) / 1000),
+                });
+              } else if (done.state !== 'expired') {
+                await provider.backchannelResult(request, new errors.AccessDenied(`the request was ${done.state} on the phone`));
+              }
+              // expired: the request's own lifetime (the same deadline) answers expired_token.
+            },
+            (err) => ctx.log.warn({ err, challenge: c.id }, 'ciba: could not learn the outcome; the request will expire'),
+          );
+        },
+      },
+    },
+    async renderError(kctx, out) {
+      kctx.type = 'html';
+      kctx.body = `<!doctype html><html lang="en"><meta charset="utf-8"><title>Sign-in error</title><main style="font-family:system-ui;max-width:30rem;margin:10vh auto"><h1>Sign-in error</h1><p role="alert">${String(out.error_description ?? out.error).replace(/[&<>"']/g, '')}</p></main>`;
+    },
+  };
+  provider = new Provider(issuer, configuration);
+  provider.proxy = Boolean(ctx.config.http.trustProxy);
+  return provider;
+}
