@@ -3,6 +3,11 @@ import type { Store } from '../../store/store.js';
 
 /** Models oidc-provider stores without a lifetime still expire: nothing leaks. */
 const DEFAULT_TTL_MS = 14 * 24 * 3600 * 1000;
+/**
+ * Records outlive their expiry a little: oidc-provider checks `exp` itself,
+ * and a CIBA request found expired answers expired_token, not invalid_grant.
+ */
+const GRACE_MS = 5 * 60 * 1000;
 export const OIDC_CLIENT_KIND = 'oidc-client';
 
 /**
@@ -21,7 +26,7 @@ export function storeAdapter(store: Store) {
     }
 
     async upsert(id: string, payload: AdapterPayload, expiresIn: number): Promise<void> {
-      const ttl = expiresIn ? expiresIn * 1000 : DEFAULT_TTL_MS;
+      const ttl = expiresIn ? expiresIn * 1000 + GRACE_MS : DEFAULT_TTL_MS;
       await store.kv.set(this.key(id), JSON.stringify(payload), ttl);
       if (payload.uid) await store.kv.set(`oidc:uid:${payload.uid}`, id, ttl);
       if (payload.userCode) await store.kv.set(`oidc:usercode:${payload.userCode}`, id, ttl);
