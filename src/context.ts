@@ -12,6 +12,7 @@ import type { UserService } from './core/users.js';
 import type { Config } from './config/schema.js';
 import type { Metrics } from './observability/metrics.js';
 import type { RadiusClients } from './fronts/radius/clients.js';
+import type { OidcClients } from './fronts/oidc/clients.js';
 import type { Store } from './store/store.js';
 
 /** What main.ts wires together and hands to every front and plugin. */
@@ -30,5 +31,6 @@ export interface AppContext {
   devices: DeviceService;
   push: PushService;
   radiusClients: RadiusClients;
+  oidcClients: OidcClients;
   metrics: Metrics;
 }

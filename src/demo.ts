@@ -18,6 +18,16 @@ export async function seedDemo(running: Running): Promise<string> {
   } catch (err) {
     if (!(err instanceof CountersignError && err.code === 'user_exists')) throw err;
   }
+  let oidcSecret: string | undefined;
+  if (ctx.config.oidc.enabled) {
+    oidcSecret = await ctx.oidcClients
+      .add({ client_id: 'demo-app', client_name: 'Demo app', redirect_uris: ['http://127.0.0.1:3000/callback'], grant_types: ['authorization_code', 'refresh_token'] })
+      .then((c) => String(c.client_secret))
+      .catch((err) => {
+        if (err instanceof CountersignError && err.code === 'client_exists') return undefined;
+        throw err;
+      });
+  }
   for (const [name, address] of [['demo-nas', '127.0.0.1/32'], ['demo-nas6', '::1/128']] as const) {
     await ctx.radiusClients.add({ name, address, secret: DEMO_RADIUS_SECRET, mode: 'append' }).catch((err) => {
       if (!(err instanceof CountersignError && err.code === 'client_exists')) throw err;
@@ -43,6 +53,9 @@ export async function seedDemo(running: Running): Promise<string> {
     lines.push(`  Demo user     ${DEMO_USER} already exists (its OTP seed was shown when it was created).`, '');
   }
   lines.push(
+    running.issuer
+      ? `  OpenID        ${running.issuer}/.well-known/openid-configuration  (client demo-app${oidcSecret ? `, secret ${oidcSecret}` : ''}, redirect http://127.0.0.1:3000/callback)`
+      : '  OpenID        disabled',
     running.radiusPort
       ? `  RADIUS        udp port ${running.radiusPort}, demo NAS at 127.0.0.1 and ::1 (secret ${DEMO_RADIUS_SECRET}, append mode: password,code)`
       : '  RADIUS        disabled',

@@ -22,6 +22,7 @@ import type { AppContext } from './context.js';
 import { mountAdminApi } from './fronts/admin/index.js';
 import { mountDeviceApi } from './fronts/device/index.js';
 import { mountOidc } from './fronts/oidc/index.js';
+import { OidcClients } from './fronts/oidc/clients.js';
 import { RadiusClients } from './fronts/radius/clients.js';
 import { RadiusFront } from './fronts/radius/server.js';
 import { createHttpApp } from './http/server.js';
@@ -155,7 +156,10 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const login = new LoginService(engine, users, otp, directory, push);
   const metrics = new Metrics(engine, push);
   const radiusClients = new RadiusClients(store, box, config.radius.clients);
-  const ctx: AppContext = { config, log, clock, store, box, engine, users, otp, audit, directory, login, devices, push, metrics, radiusClients };
+  const oidcClients = new OidcClients(store, box, config.oidc.clients);
+  const ctx: AppContext = {
+    config, log, clock, store, box, engine, users, otp, audit, directory, login, devices, push, metrics, radiusClients, oidcClients,
+  };
 
   engine.on('resolved', (c) => void audit.login(c));
   engine.on('error', (err) => log.error({ err }, 'engine background task failed'));

@@ -31,6 +31,12 @@ RADIUS clients (NASes):
   countersign radius-client list
   countersign radius-client delete NAME
 
+OpenID Connect relying parties:
+  countersign oidc-client add CLIENT_ID --redirect-uri URI [--redirect-uri URI…] [--name N]
+                                   [--no-factor allow|deny] [--public]    prints the client secret once
+  countersign oidc-client list
+  countersign oidc-client delete CLIENT_ID
+
 Push enrolment:
   countersign enrol NAME                     one-time enrolment link (10 minutes) as a URI and a QR code
 
@@ -120,6 +126,9 @@ export async function main(argv: string[]): Promise<number> {
       'second-factor-only': { type: 'boolean' },
       'no-message-authenticator': { type: 'boolean' },
       delimiter: { type: 'string' },
+      'redirect-uri': { type: 'string', multiple: true },
+      'no-factor': { type: 'string' },
+      public: { type: 'boolean' },
       name: { type: 'string' },
       platform: { type: 'string' },
       'push-token': { type: 'string' },
@@ -321,6 +330,36 @@ export async function main(argv: string[]): Promise<number> {
       }
     }
   }
+  if (cmd === 'oidc-client') {
+    switch (sub) {
+      case 'add': {
+        need(1, 'CLIENT_ID');
+        const uris = (o['redirect-uri'] as string[] | undefined) ?? [];
+        if (uris.length === 0) throw new CliError('give at least one --redirect-uri');
+        const c = await api.call('POST', '/oidc-clients', {
+          client_id: args[0],
+          redirect_uris: uris,
+          grant_types: ['authorization_code', 'refresh_token'],
+          ...(o.name ? { client_name: o.name } : {}),
+          ...(o['no-factor'] ? { countersign_no_factor: o['no-factor'] } : {}),
+          ...(o.public ? { token_endpoint_auth_method: 'none' } : {}),
+        });
+        show(c, () => `registered ${c.client_id}${c.client_secret ? `\nclient secret (shown once): ${c.client_secret}` : ' (public client: use PKCE, no secret)'}`);
+        return 0;
+      }
+      case 'list': {
+        const r = await api.call('GET', '/oidc-clients');
+        show(r, () => r.clients.map((c: any) => `${c.client_id}  ${(c.redirect_uris ?? []).join(' ')}  (${c.source})`).join('\n') || 'no OpenID clients');
+        return 0;
+      }
+      case 'delete': {
+        need(1, 'CLIENT_ID');
+        await api.call('DELETE', `/oidc-clients/${enc(args[0]!)}`);
+        show({ ok: true }, () => `deleted ${args[0]}`);
+        return 0;
+      }
+    }
+  }
   if (cmd === 'enrol') {
     if (!sub) throw new CliError('missing NAME; see countersign --help');
     const link = await api.call('POST', `/users/${enc(sub)}/enrolments`);
@@ -357,7 +396,7 @@ export async function main(argv: string[]): Promise<number> {
   throw new CliError(`unknown command: ${[cmd, sub].filter(Boolean).join(' ')}; see countersign --help`);
 }
 
-type Options = Record<string, string | boolean | undefined>;
+type Options = Record<string, string | string[] | boolean | undefined>;
 
 const describePending = (p: any) =>
   `ID ${p.displayCode}  ${p.user}  ${p.client ?? '-'} from ${p.ip ?? '-'}  ${Math.max(0, Math.ceil((p.deadline - Date.now()) / 1000))}s left${

@@ -152,6 +152,21 @@ describe('OpenID Connect with openid-client as the relying party', () => {
     await s.api('POST', '/api/v1/users/alice/unlock');
   });
 
+  it('relying parties registered through the admin API work at once; bad metadata is refused', async () => {
+    const added = await s.api('POST', '/api/v1/oidc-clients', { client_id: 'added-app', redirect_uris: [REDIRECT], countersign_no_factor: 'allow' });
+    assert.equal(added.status, 201, JSON.stringify(added.body));
+    assert.ok(added.body.client_secret.length >= 32, 'a secret is generated and shown once');
+    const list = await s.api('GET', '/api/v1/oidc-clients');
+    assert.equal(list.body.clients.find((c: any) => c.client_id === 'added-app').client_secret, undefined);
+    const cfg = await client.discovery(new URL(s.issuer!), 'added-app', added.body.client_secret, undefined, { execute: [client.allowInsecureRequests] });
+    const r = await start(cfg, 'nofactor', 'nf-pw');
+    assert.equal((await redeem(cfg, r, r.page.url)).claims()!.sub, 'nofactor');
+    assert.equal((await s.api('POST', '/api/v1/oidc-clients', { client_id: 'x', redirect_uris: ['not a url'] })).status, 400);
+    assert.equal((await s.api('POST', '/api/v1/oidc-clients', { client_id: 'added-app', redirect_uris: [REDIRECT] })).status, 409);
+    assert.equal((await s.api('DELETE', '/api/v1/oidc-clients/intranet')).status, 400, 'config clients stay');
+    assert.equal((await s.api('DELETE', '/api/v1/oidc-clients/added-app')).status, 200);
+  });
+
   it('CIBA: a backchannel request is approved on the phone, and rejections come back as access_denied', async () => {
     await s.api('POST', '/api/v1/users/factors', { users: ['alice'], factor: 'push', enabled: true });
     const phone = await Authenticator.enrol((await s.api('POST', '/api/v1/users/alice/enrolments')).body.uri, {});

@@ -6,6 +6,7 @@ import { requireAdminToken } from './auth.js';
 import { challengeRoutes } from './challenges.js';
 import { deviceRoutes } from './devices.js';
 import { radiusClientRoutes } from './radius.js';
+import { oidcClientRoutes } from './oidc.js';
 import { userRoutes } from './users.js';
 
 export const ADMIN_BASE = '/api/v1';
@@ -27,6 +28,7 @@ export function mountAdminApi(app: Express, ctx: AppContext, token: string): voi
   userRoutes(api, ctx);
   deviceRoutes(api, ctx);
   radiusClientRoutes(api, ctx);
+  oidcClientRoutes(api, ctx);
   challengeRoutes(api, ctx);
   api.route({
     method: 'get',

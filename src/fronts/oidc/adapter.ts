@@ -1,5 +1,6 @@
 import type { Adapter, AdapterPayload } from 'oidc-provider';
 import type { Store } from '../../store/store.js';
+import type { OidcClients } from './clients.js';
 
 /** Models oidc-provider stores without a lifetime still expire: nothing leaks. */
 const DEFAULT_TTL_MS = 14 * 24 * 3600 * 1000;
@@ -17,7 +18,7 @@ export const OIDC_CLIENT_KIND = 'oidc-client';
  * authorization code cannot be redeemed twice even when two instances race.
  * Dynamic clients live in the settings store (managed by the admin API).
  */
-export function storeAdapter(store: Store) {
+export function storeAdapter(store: Store, clients: OidcClients) {
   return class StoreAdapter implements Adapter {
     constructor(private readonly model: string) {}
 
@@ -34,10 +35,7 @@ export function storeAdapter(store: Store) {
     }
 
     async find(id: string): Promise<AdapterPayload | undefined> {
-      if (this.model === 'Client') {
-        const raw = await store.settings.get(OIDC_CLIENT_KIND, id);
-        return raw ? (JSON.parse(raw) as AdapterPayload) : undefined;
-      }
+      if (this.model === 'Client') return (await clients.load(id)) as AdapterPayload | undefined;
       const [raw, consumed] = await Promise.all([store.kv.get(this.key(id)), store.kv.get(`${this.key(id)}:consumed`)]);
       if (!raw) return undefined;
       const payload = JSON.parse(raw) as AdapterPayload;

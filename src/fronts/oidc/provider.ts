@@ -36,7 +36,7 @@ export function createProvider(ctx: AppContext, issuer: string, interactionBase:
   let provider: Provider;
 
   const configuration: Configuration = {
-    adapter: storeAdapter(store),
+    adapter: storeAdapter(store, ctx.oidcClients),
     clients: ctx.config.oidc.clients as unknown as Configuration['clients'],
     jwks: signingKeys(ctx) as Configuration['jwks'],
     cookies: { keys: [derivedKey(ctx, 'oidc-cookies').toString('base64url')] },
@@ -152,6 +152,7 @@ export function createProvider(ctx: AppContext, issuer: string, interactionBase:
     },
   };
   provider = new Provider(issuer, configuration);
+  ctx.oidcClients.attach(provider);
   provider.proxy = Boolean(ctx.config.http.trustProxy);
   return provider;
 }

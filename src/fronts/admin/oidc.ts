@@ -1,0 +1,40 @@
+import { z } from 'zod';
+import type { ApiBuilder } from '../../http/openapi.js';
+import type { AppContext } from '../../context.js';
+
+/** OpenID Connect relying parties added at run time; those in the config file are listed too. */
+export function oidcClientRoutes(api: ApiBuilder, ctx: AppContext): void {
+  api.route({
+    method: 'get',
+    path: '/oidc-clients',
+    summary: 'OpenID Connect clients (secrets are never shown)',
+    handler: async () => ({ clients: await ctx.oidcClients.list() }),
+  });
+
+  api.route({
+    method: 'post',
+    path: '/oidc-clients',
+    summary:
+      'Register a relying party with OpenID client metadata (client_id, redirect_uris, …; countersign_no_factor deny|allow). A client secret is generated unless given or token_endpoint_auth_method is none; it is returned this once.',
+    body: z.object({ client_id: z.string(), redirect_uris: z.array(z.string()).optional() }).passthrough(),
+    errors: { 400: 'invalid client metadata', 409: 'the client_id is taken' },
+    handler: async ({ body, res }) => {
+      const c = await ctx.oidcClients.add(body);
+      void ctx.audit.record({ at: ctx.clock.now(), type: 'admin', client: String(c.client_id), detail: { action: 'oidc-client.add' } });
+      res.status(201);
+      return c;
+    },
+  });
+
+  api.route({
+    method: 'delete',
+    path: '/oidc-clients/:id',
+    summary: 'Remove a relying party added through the API',
+    errors: { 400: 'defined in the config file', 404: 'no such client' },
+    handler: async ({ req }) => {
+      await ctx.oidcClients.remove(String(req.params.id));
+      void ctx.audit.record({ at: ctx.clock.now(), type: 'admin', client: String(req.params.id), detail: { action: 'oidc-client.remove' } });
+      return { ok: true };
+    },
+  });
+}
