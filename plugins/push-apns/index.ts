@@ -1,5 +1,5 @@
 import apn from '@parse/node-apn';
-import type { PushMessage, PushResult, PushTarget, PushTransport } from '../../src/core/push.js';
+import { pushFields, type PushMessage, type PushResult, type PushTarget, type PushTransport } from '../../src/core/push.js';
 
 export interface ApnsOptions {
   /** Token-based auth: the .p8 key (PEM text or its path), its key ID and the team ID. */
@@ -20,22 +20,6 @@ export interface ApnsOptions {
 /** The reasons with which APNs says a device token will never work again. */
 const DEAD_TOKEN = new Set(['Unregistered', 'ExpiredToken', 'BadDeviceToken']);
 
-/** The same fields as the FCM data message, so the apps parse one format. */
-function challengeFields(m: PushMessage): Record<string, string> {
-  return {
-    type: 'countersign.challenge',
-    challengeId: m.challengeId,
-    displayCode: m.displayCode,
-    user: m.user,
-    ...(m.client !== undefined ? { client: m.client } : {}),
-    ...(m.ip !== undefined ? { ip: m.ip } : {}),
-    createdAt: String(m.createdAt),
-    deadline: String(m.deadline),
-    watch: m.watch,
-    numberMatching: String(m.numberMatching),
-    ...(m.bindingMessage !== undefined ? { bindingMessage: m.bindingMessage } : {}),
-  };
-}
 
 function alertBody(m: PushMessage): string {
   return `Approve sign-in${m.client ? ` to ${m.client}` : ''}${m.ip ? ` from ${m.ip}` : ''}? ID ${m.displayCode}`;
@@ -53,7 +37,7 @@ function notification(m: PushMessage, topic: string): apn.Notification {
   note.aps.category = m.watch === 'approve-reject' ? 'COUNTERSIGN_APPROVE_REJECT' : 'COUNTERSIGN_REJECT_ONLY';
   // Time-sensitive alerts break through Focus, which a waiting login needs.
   note.aps['interruption-level'] = 'time-sensitive';
-  note.payload = { countersign: challengeFields(m) };
+  note.payload = { countersign: pushFields(m) };
   return note;
 }
 

@@ -22,7 +22,7 @@
 import { createPrivateKey, sign, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import http2 from 'node:http2';
-import type { PushMessage, PushResult, PushTarget, PushTransport } from '../../src/core/push.js';
+import { pushFields, type PushMessage, type PushResult, type PushTarget, type PushTransport } from '../../src/core/push.js';
 
 /**
  * The shape of firebase-admin's Credential (cert(), applicationDefault()),
@@ -215,22 +215,6 @@ function parseJson(text: string): any {
   }
 }
 
-/** FCM data values must be strings; the phone app parses them back. */
-function challengeData(m: PushMessage): Record<string, string> {
-  return {
-    type: 'countersign.challenge',
-    challengeId: m.challengeId,
-    displayCode: m.displayCode,
-    user: m.user,
-    ...(m.client !== undefined ? { client: m.client } : {}),
-    ...(m.ip !== undefined ? { ip: m.ip } : {}),
-    createdAt: String(m.createdAt),
-    deadline: String(m.deadline),
-    watch: m.watch,
-    numberMatching: String(m.numberMatching),
-    ...(m.bindingMessage !== undefined ? { bindingMessage: m.bindingMessage } : {}),
-  };
-}
 
 /** A protobuf Duration ("150s", "149.500s"), as FCM's android.ttl expects. */
 const duration = (ms: number) => (ms % 1000 === 0 ? `${ms / 1000}s` : `${(ms / 1000).toFixed(3)}s`);
@@ -258,7 +242,7 @@ export default function createFcmTransport(options: FcmOptions): PushTransport {
       const body = JSON.stringify({
         message: {
           token: target.token,
-          data: challengeData(message),
+          data: pushFields(message),
           android: {
             priority: 'HIGH',
             ttl: duration(Math.max(0, Math.round(message.deadline - now))),

@@ -21,19 +21,8 @@ export interface PushPolicy {
 export type Decision = 'approve' | 'reject';
 export type RejectReason = 'not-me' | 'cancelled';
 
-/** What a phone is shown of a pending login: enough to decide, nothing secret. */
-export interface PendingView {
-  challengeId: string;
-  displayCode: string;
-  user: string;
-  client?: string;
-  ip?: string;
-  createdAt: number;
-  deadline: number;
-  numberMatching: boolean;
-  watch: PushMessage['watch'];
-  bindingMessage?: string;
-}
+/** What a phone is shown of a pending login (polled or pushed): enough to decide, nothing secret. */
+export type PendingView = PushMessage;
 
 interface PushEvents {
   sent: [Platform, PushResult];
@@ -104,6 +93,21 @@ export class PushService extends EventEmitter<PushEvents> {
     return d.protected || c.number ? 'reject-only' : 'approve-reject';
   }
 
+  private messageFor(c: Challenge, d: DeviceRecord): PushMessage {
+    return {
+      challengeId: c.id,
+      displayCode: c.displayCode,
+      user: c.user,
+      client: c.origin.client,
+      ip: c.origin.ip,
+      createdAt: c.createdAt,
+      deadline: c.deadline,
+      watch: this.watchRule(c, d),
+      numberMatching: Boolean(c.number),
+      bindingMessage: c.bindingMessage,
+    };
+  }
+
   /** Sends to every device of the user that has a live push token. */
   async dispatch(c: Challenge): Promise<PushResult[]> {
     const devices = (await this.store.devices.list(c.user)).filter((d) => d.pushToken && !d.stale);
@@ -115,18 +119,7 @@ export class PushService extends EventEmitter<PushEvents> {
           this.log.warn({ device: d.id, user: c.user }, r.error);
           return r;
         }
-        const message: PushMessage = {
-          challengeId: c.id,
-          displayCode: c.displayCode,
-          user: c.user,
-          client: c.origin.client,
-          ip: c.origin.ip,
-          createdAt: c.createdAt,
-          deadline: c.deadline,
-          watch: this.watchRule(c, d),
-          numberMatching: Boolean(c.number),
-          bindingMessage: c.bindingMessage,
-        };
+        const message = this.messageFor(c, d);
         let timer: NodeJS.Timeout | undefined;
         const timeout = new Promise<PushResult>((resolve) => {
           timer = setTimeout(() => resolve({ ok: false, stale: false, error: 'push service timed out' }), this.policy.sendTimeoutMs);
@@ -152,20 +145,7 @@ export class PushService extends EventEmitter<PushEvents> {
     if (!u?.pendingChallenge) return [];
     const c = await this.engine.get(u.pendingChallenge);
     if (!c || c.state !== 'pending' || c.user !== device.user || !c.factors.includes('push')) return [];
-    return [
-      {
-        challengeId: c.id,
-        displayCode: c.displayCode,
-        user: c.user,
-        client: c.origin.client,
-        ip: c.origin.ip,
-        createdAt: c.createdAt,
-        deadline: c.deadline,
-        numberMatching: Boolean(c.number),
-        watch: this.watchRule(c, device),
-        bindingMessage: c.bindingMessage,
-      },
-    ];
+    return [this.messageFor(c, device)];
   }
 
   /**

@@ -44,3 +44,23 @@ export interface PushTransport {
   send(target: PushTarget, message: PushMessage, now: number): Promise<PushResult>;
   close(): Promise<void>;
 }
+
+/**
+ * The payload both transports carry (FCM data, the APNs `countersign` key):
+ * one flat map of strings, so the apps parse one format on both platforms.
+ */
+export function pushFields(m: PushMessage): Record<string, string> {
+  return {
+    type: 'countersign.challenge',
+    challengeId: m.challengeId,
+    displayCode: m.displayCode,
+    user: m.user,
+    ...(m.client !== undefined ? { client: m.client } : {}),
+    ...(m.ip !== undefined ? { ip: m.ip } : {}),
+    createdAt: String(m.createdAt),
+    deadline: String(m.deadline),
+    watch: m.watch,
+    numberMatching: String(m.numberMatching),
+    ...(m.bindingMessage !== undefined ? { bindingMessage: m.bindingMessage } : {}),
+  };
+}
