@@ -13,6 +13,7 @@ import type { Config } from './config/schema.js';
 import type { Metrics } from './observability/metrics.js';
 import type { RadiusClients } from './fronts/radius/clients.js';
 import type { OidcClients } from './fronts/oidc/clients.js';
+import type { BridgeCredentials } from './fronts/bridge/credentials.js';
 import type { Store } from './store/store.js';
 
 /** What main.ts wires together and hands to every front and plugin. */
@@ -32,5 +33,6 @@ export interface AppContext {
   push: PushService;
   radiusClients: RadiusClients;
   oidcClients: OidcClients;
+  bridgeCredentials: BridgeCredentials;
   metrics: Metrics;
 }

@@ -23,6 +23,8 @@ import { mountAdminApi } from './fronts/admin/index.js';
 import { mountDeviceApi } from './fronts/device/index.js';
 import { mountOidc } from './fronts/oidc/index.js';
 import { OidcClients } from './fronts/oidc/clients.js';
+import { BridgeCredentials } from './fronts/bridge/credentials.js';
+import { mountBridgeApi } from './fronts/bridge/index.js';
 import { RadiusClients } from './fronts/radius/clients.js';
 import { RadiusFront } from './fronts/radius/server.js';
 import { createHttpApp } from './http/server.js';
@@ -159,6 +161,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const oidcClients = new OidcClients(store, box, config.oidc.clients);
   const ctx: AppContext = {
     config, log, clock, store, box, engine, users, otp, audit, directory, login, devices, push, metrics, radiusClients, oidcClients,
+    bridgeCredentials: new BridgeCredentials(store),
   };
 
   engine.on('resolved', (c) => void audit.login(c));
@@ -180,6 +183,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const app = createHttpApp(ctx, (a) => {
     mountAdminApi(a, ctx, adminToken);
     mountDeviceApi(a, ctx);
+    if (config.bridge.enabled) mountBridgeApi(a, ctx, ctx.bridgeCredentials);
     if (config.oidc.enabled) oidc = mountOidc(a, ctx);
   });
   const server: Server = await new Promise((resolve, reject) => {

@@ -37,6 +37,11 @@ OpenID Connect relying parties:
   countersign oidc-client list
   countersign oidc-client delete CLIENT_ID
 
+Windows logon bridge:
+  countersign bridge-credential add NAME [--workstation]   prints the API token once (default scope: fleet)
+  countersign bridge-credential list
+  countersign bridge-credential revoke NAME
+
 Push enrolment:
   countersign enrol NAME                     one-time enrolment link (10 minutes) as a URI and a QR code
 
@@ -129,6 +134,7 @@ export async function main(argv: string[]): Promise<number> {
       'redirect-uri': { type: 'string', multiple: true },
       'no-factor': { type: 'string' },
       public: { type: 'boolean' },
+      workstation: { type: 'boolean' },
       name: { type: 'string' },
       platform: { type: 'string' },
       'push-token': { type: 'string' },
@@ -356,6 +362,27 @@ export async function main(argv: string[]): Promise<number> {
         need(1, 'CLIENT_ID');
         await api.call('DELETE', `/oidc-clients/${enc(args[0]!)}`);
         show({ ok: true }, () => `deleted ${args[0]}`);
+        return 0;
+      }
+    }
+  }
+  if (cmd === 'bridge-credential') {
+    switch (sub) {
+      case 'add': {
+        need(1, 'NAME');
+        const c = await api.call('POST', '/bridge-credentials', { name: args[0], scope: o.workstation ? 'workstation' : 'fleet' });
+        show(c, () => `created ${c.scope} credential ${c.name}\ntoken (shown once): ${c.token}`);
+        return 0;
+      }
+      case 'list': {
+        const r = await api.call('GET', '/bridge-credentials');
+        show(r, () => r.credentials.map((c: any) => `${c.name}  ${c.scope}  since ${new Date(c.createdAt).toISOString()}`).join('\n') || 'no bridge credentials');
+        return 0;
+      }
+      case 'revoke': {
+        need(1, 'NAME');
+        await api.call('DELETE', `/bridge-credentials/${enc(args[0]!)}`);
+        show({ ok: true }, () => `revoked ${args[0]}`);
         return 0;
       }
     }

@@ -53,6 +53,12 @@ export const configSchema = z.object({
       replyCacheSeconds: z.number().int().min(1).max(600).default(30),
     })
     .prefault({}),
+  bridge: z
+    .object({
+      /** The Windows logon bridge and the privacyIDEA-compatible /validate endpoints. */
+      enabled: z.boolean().default(true),
+    })
+    .prefault({}),
   oidc: z
     .object({
       enabled: z.boolean().default(true),

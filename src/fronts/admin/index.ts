@@ -7,6 +7,7 @@ import { challengeRoutes } from './challenges.js';
 import { deviceRoutes } from './devices.js';
 import { radiusClientRoutes } from './radius.js';
 import { oidcClientRoutes } from './oidc.js';
+import { bridgeCredentialRoutes } from './bridge.js';
 import { userRoutes } from './users.js';
 
 export const ADMIN_BASE = '/api/v1';
@@ -29,6 +30,7 @@ export function mountAdminApi(app: Express, ctx: AppContext, token: string): voi
   deviceRoutes(api, ctx);
   radiusClientRoutes(api, ctx);
   oidcClientRoutes(api, ctx);
+  bridgeCredentialRoutes(api, ctx);
   challengeRoutes(api, ctx);
   api.route({
     method: 'get',
