@@ -25,6 +25,8 @@ import { mountOidc } from './fronts/oidc/index.js';
 import { OidcClients } from './fronts/oidc/clients.js';
 import { BridgeCredentials } from './fronts/bridge/credentials.js';
 import { mountBridgeApi } from './fronts/bridge/index.js';
+import { mountConsole } from './fronts/console/index.js';
+import { ConsoleSessions } from './fronts/console/sessions.js';
 import { RadiusClients } from './fronts/radius/clients.js';
 import { RadiusFront } from './fronts/radius/server.js';
 import { createHttpApp } from './http/server.js';
@@ -181,7 +183,9 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
 
   let oidc: ReturnType<typeof mountOidc> | undefined;
   const app = createHttpApp(ctx, (a) => {
-    mountAdminApi(a, ctx, adminToken);
+    const sessions = new ConsoleSessions(store);
+    mountAdminApi(a, ctx, adminToken, sessions);
+    mountConsole(a, ctx, sessions);
     mountDeviceApi(a, ctx);
     if (config.bridge.enabled) mountBridgeApi(a, ctx, ctx.bridgeCredentials);
     if (config.oidc.enabled) oidc = mountOidc(a, ctx);

@@ -19,6 +19,7 @@ export interface UserView {
   email?: string;
   createdAt: number;
   hasPassword: boolean;
+  role?: 'admin' | 'helpdesk';
   otp: {
     enabled: boolean;
     enrolled: boolean;
@@ -65,6 +66,7 @@ export class UserService {
       email: u.email,
       createdAt: u.createdAt,
       hasPassword: Boolean(u.passwordHash),
+      role: u.role,
       otp: {
         enabled: u.otpEnabled,
         enrolled: Boolean(u.otpSecret),
@@ -93,7 +95,7 @@ export class UserService {
     return f;
   }
 
-  async create(input: { name: string; password?: string; displayName?: string; email?: string }): Promise<UserView> {
+  async create(input: { name: string; password?: string; displayName?: string; email?: string; role?: 'admin' | 'helpdesk' }): Promise<UserView> {
     const record: UserRecord = {
       name: input.name,
       displayName: input.displayName,
@@ -102,6 +104,7 @@ export class UserService {
       createdAt: this.clock.now(),
       otpEnabled: false,
       pushEnabled: false,
+      role: input.role,
     };
     if (!(await this.store.users.create(record))) throw conflict('user_exists', `user '${input.name}' already exists`);
     return this.view(record);
@@ -129,14 +132,22 @@ export class UserService {
 
   async update(
     name: string,
-    patch: { password?: string | null; displayName?: string; email?: string; numberMatching?: boolean | null },
+    patch: {
+      password?: string | null;
+      displayName?: string;
+      email?: string;
+      numberMatching?: boolean | null;
+      role?: 'admin' | 'helpdesk' | null;
+    },
   ): Promise<UserView> {
     const unset: (keyof UserRecord)[] = patch.password === null ? ['passwordHash'] : [];
     if (patch.numberMatching === null) unset.push('numberMatching');
+    if (patch.role === null) unset.push('role');
     const ok = await this.store.users.update(name, {
       displayName: patch.displayName,
       email: patch.email,
       numberMatching: patch.numberMatching ?? undefined,
+      role: patch.role ?? undefined,
       passwordHash: patch.password ? await hashPassword(patch.password, this.policy.scrypt) : undefined,
       unset,
     });

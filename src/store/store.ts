@@ -77,6 +77,8 @@ export interface UserRecord {
   otpLast?: number;
   otpFailures?: number;
   otpLockedUntil?: number;
+  /** Console access: admin, or read-only helpdesk; absent for ordinary users. */
+  role?: 'admin' | 'helpdesk';
   /** Per-user number matching; the global setting applies when absent. */
   numberMatching?: boolean;
   /** Pushes are held back until then (repeated rejections, "not me"). */

@@ -1,21 +1,41 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import type { RequestHandler } from 'express';
+import type { Request, RequestHandler } from 'express';
 import { CountersignError } from '../../core/errors.js';
 import type { AppContext } from '../../context.js';
+import { readCookie, SESSION_COOKIE, type ConsoleSession, type ConsoleSessions } from '../console/sessions.js';
 
 const digest = (s: string) => createHash('sha256').update(s).digest();
+const READS = new Set(['GET', 'HEAD']);
+
+/** Who is calling the admin API: the bearer token (full rights) or a console session. */
+export const callerOf = new WeakMap<Request, { kind: 'token' } | { kind: 'console'; session: ConsoleSession }>();
 
 /**
- * Bearer-token check for the admin API. Hashing both sides first makes the
- * comparison constant-time whatever their lengths; repeated failures from one
- * address are slowed down with 429s.
+ * The admin API's gate. A bearer token is compared in constant time (both
+ * sides hashed first, whatever their lengths); a console session must send
+ * its CSRF token on every change, and the helpdesk role may only look.
+ * Repeated failures from one address are slowed down with 429s.
  */
-export function requireAdminToken(ctx: AppContext, token: string): RequestHandler {
+export function requireAdmin(ctx: AppContext, token: string, sessions: ConsoleSessions): RequestHandler {
   const expected = digest(token);
   return async (req, _res, next) => {
-    const header = req.get('authorization') ?? '';
-    const m = /^Bearer\s+(.+)$/i.exec(header);
-    if (m && timingSafeEqual(digest(m[1]!.trim()), expected)) return next();
+    const m = /^Bearer\s+(.+)$/i.exec(req.get('authorization') ?? '');
+    if (m && timingSafeEqual(digest(m[1]!.trim()), expected)) {
+      callerOf.set(req, { kind: 'token' });
+      return next();
+    }
+    if (!m && readCookie(req, SESSION_COOKIE)) {
+      const session = await sessions.get(req, ctx.clock.now());
+      if (!session) throw new CountersignError(401, 'session_expired', 'your console session has expired; sign in again');
+      if (!READS.has(req.method)) {
+        sessions.checkCsrf(req, session);
+        if (session.role !== 'admin') {
+          throw new CountersignError(403, 'read_only', 'the helpdesk role can look but not change anything; ask an administrator');
+        }
+      }
+      callerOf.set(req, { kind: 'console', session });
+      return next();
+    }
     const failures = await ctx.store.guards.hit(`admin-auth:${req.ip}`, 60_000);
     if (failures > 20) throw new CountersignError(429, 'too_many_attempts', 'too many failed admin sign-ins; wait a minute');
     throw new CountersignError(401, 'unauthorized', 'a valid admin bearer token is required (Authorization: Bearer …)');

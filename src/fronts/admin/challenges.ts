@@ -53,6 +53,20 @@ export function challengeRoutes(api: ApiBuilder, ctx: AppContext): void {
 
   api.route({
     method: 'get',
+    path: '/challenges',
+    summary: 'Pending logins, soonest deadline first (for the console’s live view)',
+    query: z.object({ limit: z.coerce.number().int().min(1).max(500).default(100) }),
+    handler: async ({ query }) => {
+      const ids = await ctx.store.challenges.due(Number.MAX_SAFE_INTEGER, query.limit);
+      const all = await Promise.all(ids.map((id) => ctx.store.challenges.get(id)));
+      const now = ctx.clock.now();
+      const pending = all.filter((c): c is Challenge => c !== null && c.state === 'pending' && c.deadline > now);
+      return { challenges: pending.map(({ number: _n, ...c }) => view(c)) };
+    },
+  });
+
+  api.route({
+    method: 'get',
     path: '/challenges/:id',
     summary: 'The state of a challenge',
     errors: { 404: 'unknown or forgotten challenge' },

@@ -2,7 +2,8 @@ import express, { type Express } from 'express';
 import { z } from 'zod';
 import { ApiBuilder } from '../../http/openapi.js';
 import type { AppContext } from '../../context.js';
-import { requireAdminToken } from './auth.js';
+import { requireAdmin } from './auth.js';
+import type { ConsoleSessions } from '../console/sessions.js';
 import { challengeRoutes } from './challenges.js';
 import { deviceRoutes } from './devices.js';
 import { radiusClientRoutes } from './radius.js';
@@ -13,7 +14,7 @@ import { userRoutes } from './users.js';
 export const ADMIN_BASE = '/api/v1';
 
 /** The admin API: bearer token, JSON in and out, described at /api/v1/openapi.json. */
-export function mountAdminApi(app: Express, ctx: AppContext, token: string): void {
+export function mountAdminApi(app: Express, ctx: AppContext, token: string, sessions: ConsoleSessions): void {
   const router = express.Router();
   const api = new ApiBuilder(router, ADMIN_BASE, {
     title: 'Countersign admin API',
@@ -23,7 +24,7 @@ export function mountAdminApi(app: Express, ctx: AppContext, token: string): voi
   app.get(`${ADMIN_BASE}/openapi.json`, (_req, res) => {
     res.json(api.openapi());
   });
-  router.use(requireAdminToken(ctx, token));
+  router.use(requireAdmin(ctx, token, sessions));
   router.use(express.json({ limit: '2mb' }));
 
   userRoutes(api, ctx);

@@ -39,7 +39,13 @@ export function userRoutes(api: ApiBuilder, ctx: AppContext): void {
     path: '/users',
     summary: 'Create a user (password optional: without one, the first factor must come from elsewhere)',
     body: z
-      .object({ name: userName, password: password.optional(), displayName: z.string().max(200).optional(), email: z.email().optional() })
+      .object({
+        name: userName,
+        password: password.optional(),
+        displayName: z.string().max(200).optional(),
+        email: z.email().optional(),
+        role: z.enum(['admin', 'helpdesk']).optional().describe('console access'),
+      })
       .strict(),
     errors: { 400: 'invalid input', 409: 'the name is taken' },
     handler: async ({ body, res }) => {
@@ -94,6 +100,7 @@ export function userRoutes(api: ApiBuilder, ctx: AppContext): void {
         displayName: z.string().max(200).optional(),
         email: z.email().optional(),
         numberMatching: z.boolean().nullable().optional(),
+        role: z.enum(['admin', 'helpdesk']).nullable().optional(),
       })
       .strict(),
     errors: { 404: 'no such user' },

@@ -1,0 +1,122 @@
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import express, { type Express, type Request } from 'express';
+import { z } from 'zod';
+import { CountersignError } from '../../core/errors.js';
+import { newToken } from '../../core/ids.js';
+import { parse, userName } from '../../http/validate.js';
+import type { AppContext } from '../../context.js';
+import { ConsoleSessions, LOGIN_COOKIE, readCookie, setCookie, type Role } from './sessions.js';
+
+const digest = (s: string) => createHash('sha256').update(s).digest('base64url');
+
+/** Static files sit beside this module in the source tree; the Docker build copies them next to the compiled one. */
+function staticDir(): string {
+  const here = fileURLToPath(new URL('./static/', import.meta.url));
+  if (existsSync(here)) return here;
+  return fileURLToPath(new URL('../../../../src/fronts/console/static/', import.meta.url));
+}
+
+/**
+ * The admin web console at /console: static pages built on the admin API
+ * (no second back end), and the sign-in that guards it — an administrator's
+ * password and then their own second factor, as for any other login.
+ */
+export function mountConsole(app: Express, ctx: AppContext, sessions: ConsoleSessions): void {
+  const api = express.Router();
+  api.use(express.json({ limit: '16kb' }));
+
+  /** The sign-in in progress, bound to this browser by a cookie. */
+  const pendingLogin = async (req: Request) => {
+    const t = readCookie(req, LOGIN_COOKIE);
+    const raw = t ? await ctx.store.kv.get(`console-login:${digest(t)}`) : null;
+    if (!raw) throw new CountersignError(401, 'no_sign_in', 'no sign-in is in progress in this browser; start again');
+    return { key: `console-login:${digest(t!)}`, ...(JSON.parse(raw) as { user: string; role: Role; cid: string }) };
+  };
+
+  api.post('/login', async (req, res) => {
+    const body = parse(z.object({ user: userName, password: z.string().min(1).max(1024) }).strict(), req.body);
+    if ((await ctx.store.guards.hit(`console-login:${req.ip}`, 60_000)) > 20) {
+      throw new CountersignError(429, 'too_many_attempts', 'too many sign-in attempts; wait a minute');
+    }
+    const name = await ctx.directory.verify(body.user, body.password);
+    const u = name ? await ctx.store.users.get(name) : null;
+    if (!u || !u.role) throw new CountersignError(401, 'first_factor_failed', 'wrong user name or password, or no console access');
+    let c;
+    try {
+      c = await ctx.login.begin(u.name, null, { front: 'console', client: 'console', ip: req.ip, userAgent: req.get('user-agent') });
+    } catch (err) {
+      if (err instanceof CountersignError && err.code === 'no_second_factor') {
+        throw new CountersignError(403, 'console_needs_second_factor', 'Countersign protects its own console: enrol OTP or push for this administrator first');
+      }
+      throw err;
+    }
+    const token = newToken(24);
+    await ctx.store.kv.set(`console-login:${digest(token)}`, JSON.stringify({ user: u.name, role: u.role, cid: c.id }), c.deadline - ctx.clock.now());
+    setCookie(req, res, LOGIN_COOKIE, token, c.deadline - ctx.clock.now());
+    res.json({ displayCode: c.displayCode, number: c.number, factors: c.factors, deadline: c.deadline });
+  });
+
+  api.get('/login/wait', async (req, res) => {
+    const l = await pendingLogin(req);
+    const abort = new AbortController();
+    const timer = setTimeout(() => abort.abort(new Error('wait over')), 25_000);
+    req.on('close', () => abort.abort(new Error('gone')));
+    try {
+      const c = await ctx.engine.wait(l.cid, abort.signal);
+      res.json({ state: c.state });
+    } catch (err) {
+      if (!abort.signal.aborted) throw err;
+      res.json({ state: (await ctx.engine.get(l.cid))?.state ?? 'expired' });
+    } finally {
+      clearTimeout(timer);
+    }
+  });
+
+  api.post('/login/otp', async (req, res) => {
+    const l = await pendingLogin(req);
+    const { code } = parse(z.object({ code: z.string().regex(/^\d{6,8}$/, 'a code is 6 to 8 digits') }).strict(), req.body);
+    const c = await ctx.login.answerOtp(l.cid, code);
+    res.json({ state: c.state });
+  });
+
+  api.post('/login/finish', async (req, res) => {
+    const l = await pendingLogin(req);
+    const c = await ctx.engine.get(l.cid);
+    if (c?.state !== 'approved') {
+      throw new CountersignError(403, `sign_in_${c?.state ?? 'expired'}`, `the sign-in is ${c?.state ?? 'expired'}; nothing was opened`);
+    }
+    await ctx.store.kv.delete(l.key);
+    setCookie(req, res, LOGIN_COOKIE, '', 0);
+    const s = await sessions.create(req, res, l.user, l.role, ctx.clock.now());
+    void ctx.audit.record({ at: ctx.clock.now(), type: 'admin', user: l.user, ip: req.ip, detail: { action: 'console.sign-in', role: l.role } });
+    res.json({ user: s.user, role: s.role, csrf: s.csrf });
+  });
+
+  api.get('/session', async (req, res) => {
+    const s = await sessions.get(req, ctx.clock.now());
+    if (!s) throw new CountersignError(401, 'session_expired', 'not signed in');
+    res.json({ user: s.user, role: s.role, csrf: s.csrf });
+  });
+
+  api.post('/logout', async (req, res) => {
+    await sessions.destroy(req, res);
+    res.json({ ok: true });
+  });
+
+  app.use('/console/api', api);
+  app.use(
+    '/console',
+    (_req, res, next) => {
+      res.set({
+        'content-security-policy': "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+        'x-content-type-options': 'nosniff',
+        'referrer-policy': 'no-referrer',
+        'cache-control': 'no-store',
+      });
+      next();
+    },
+    express.static(staticDir(), { index: 'index.html', redirect: true }),
+  );
+}
