@@ -130,7 +130,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     lockMs: config.otp.lockSeconds * 1000,
   });
   const audit = new Audit(store, log.child({ component: 'audit' }));
-  const directory = createLocalDirectory({ store });
+  const directory = createLocalDirectory({ store, scrypt: { N: config.passwords.scryptN, r: 8, p: 1 } });
   const devices = new DeviceService(store, box, clock, {
     enrolmentMs: config.push.enrolmentSeconds * 1000,
     requestMaxAgeMs: config.push.requestMaxAgeSeconds * 1000,

@@ -21,17 +21,19 @@ export async function hashPassword(password: string, cost: ScryptCost = DEFAULT_
   return `scrypt$${cost.N}$${cost.r}$${cost.p}$${salt.toString('base64url')}$${key.toString('base64url')}`;
 }
 
-let dummyHash: Promise<string> | undefined;
+const dummyHashes = new Map<number, Promise<string>>();
 
 /**
  * Constant-time check. With no stored hash (unknown user, no password set) it
  * still spends one derivation, so response time does not reveal which names exist.
  */
-export async function verifyPassword(password: string, stored: string | undefined): Promise<boolean> {
+export async function verifyPassword(password: string, stored: string | undefined, cost: ScryptCost = DEFAULT_SCRYPT): Promise<boolean> {
   const parts = stored?.split('$');
   if (!parts || parts.length !== 6 || parts[0] !== 'scrypt') {
-    dummyHash ??= hashPassword('countersign-dummy');
-    const [, N, r, p, salt] = (await dummyHash).split('$');
+    // The same cost as real hashes, so a missing user takes as long as a wrong password.
+    let dummy = dummyHashes.get(cost.N);
+    if (!dummy) dummyHashes.set(cost.N, (dummy = hashPassword('countersign-dummy', cost)));
+    const [, N, r, p, salt] = (await dummy).split('$');
     await derive(password, Buffer.from(salt!, 'base64url'), { N: Number(N), r: Number(r), p: Number(p) });
     return false;
   }

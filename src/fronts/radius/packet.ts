@@ -93,6 +93,9 @@ export function decodeRequest(p: RawPacket, secret: string): Decoded {
 }
 
 export type ReplyCode = 'Access-Accept' | 'Access-Reject' | 'Access-Challenge';
+
+/** The reply would not fit in 4096 bytes (RFC 2865 §3): it must not be sent cut short. */
+export class ReplyTooLarge extends Error {}
 export type AttributeValue = string | Buffer | number;
 
 const needsBuffer = new Map<string, boolean>();
@@ -137,6 +140,8 @@ export function encodeReply(
     attributes: attrs,
     add_message_authenticator: false,
   });
+  // The radius package writes into a fixed 4096-byte buffer and truncates silently.
+  if (packet.length > MAX_PACKET || packet.readUInt16BE(2) !== packet.length) throw new ReplyTooLarge('reply longer than 4096 bytes');
   request.authenticator.copy(packet, 4);
   // The Message-Authenticator sits at offset 20 (type, length) → value at 22.
   createHmac('md5', secret).update(packet).digest().copy(packet, 22);

@@ -6,7 +6,16 @@ import { EngineStoppedError } from '../../core/engine.js';
 import { CountersignError } from '../../core/errors.js';
 import type { AppContext } from '../../context.js';
 import { normalizeAddress, type RadiusClient, type RadiusClients } from './clients.js';
-import { ACCESS_REQUEST, checkMessageAuthenticator, decodeRequest, encodeReply, parseRaw, type RawPacket, type ReplyCode } from './packet.js';
+import {
+  ACCESS_REQUEST,
+  ReplyTooLarge,
+  checkMessageAuthenticator,
+  decodeRequest,
+  encodeReply,
+  parseRaw,
+  type RawPacket,
+  type ReplyCode,
+} from './packet.js';
 
 const USER_NAME = 1;
 const USER_PASSWORD = 2;
@@ -144,7 +153,12 @@ export class RadiusFront {
       seen = await this.ctx.store.kv.setIfAbsent(seenKey, JSON.stringify({ s: 'processing' } satisfies Seen), ttl);
     } catch {
       // Without the store no login can be decided; say so rather than hang.
-      return void send(this.encode(req, { code: 'Access-Reject', message: 'The second-factor service is unavailable; login denied' }));
+      try {
+        return void send(this.encode(req, { code: 'Access-Reject', message: 'The second-factor service is unavailable; login denied' }));
+      } catch (err) {
+        if (err instanceof Drop) return;
+        throw err;
+      }
     }
     if (seen !== null) return this.duplicate(req, JSON.parse(seen) as Seen, send, started);
 
@@ -179,9 +193,12 @@ export class RadiusFront {
       send(buf);
       this.record(req, reply, started);
     } catch (err) {
-      if (err instanceof EngineStoppedError) return;
-      const buf = this.encode(req, this.failure(err));
-      send(buf);
+      if (err instanceof EngineStoppedError || err instanceof Drop) return;
+      try {
+        send(this.encode(req, this.failure(err)));
+      } catch (again) {
+        if (!(again instanceof Drop)) throw again;
+      }
     } finally {
       this.held.delete(req.key);
     }
@@ -194,9 +211,18 @@ export class RadiusFront {
     try {
       return encodeReply(req.raw, reply.code, req.client.secret, attrs);
     } catch (err) {
-      // A reply that cannot be encoded (a bad per-user attribute) is a reject, never silence.
-      this.ctx.log.error({ err, client: req.client.name }, 'radius: reply could not be encoded');
-      return encodeReply(req.raw, 'Access-Reject', req.client.secret, [['Reply-Message', 'Internal error; login denied']]);
+      if (!(err instanceof ReplyTooLarge)) {
+        // A reply that cannot be encoded (a bad per-user attribute) is a reject, never silence.
+        this.ctx.log.error({ err, client: req.client.name }, 'radius: reply could not be encoded');
+        try {
+          return encodeReply(req.raw, 'Access-Reject', req.client.secret, [['Reply-Message', 'Internal error; login denied']]);
+        } catch (again) {
+          if (!(again instanceof ReplyTooLarge)) throw again;
+        }
+      }
+      // The echoed Proxy-State alone leaves no room: no valid answer exists, so none is sent.
+      this.drop('reply_too_large', req.address, { client: req.client.name });
+      throw new Drop();
     }
   }
 
