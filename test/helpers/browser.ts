@@ -1,6 +1,8 @@
 /** A scripted browser for HTTP-level tests: a cookie jar and manual redirects. */
 export class ScriptedBrowser {
   private cookies = new Map<string, string>();
+  /** Extra headers on every request (a benchmark's X-Forwarded-For). */
+  headers: Record<string, string> = {};
 
   private store(res: Response) {
     for (const c of res.headers.getSetCookie()) {
@@ -18,6 +20,7 @@ export class ScriptedBrowser {
       method: init.method ?? (init.form ? 'POST' : 'GET'),
       redirect: 'manual',
       headers: {
+        ...this.headers,
         cookie: [...this.cookies].map(([k, v]) => `${k}=${v}`).join('; '),
         ...(init.form ? { 'content-type': 'application/x-www-form-urlencoded' } : {}),
       },
