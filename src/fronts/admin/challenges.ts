@@ -3,6 +3,7 @@ import type { Challenge } from '../../core/challenge.js';
 import { notFound } from '../../core/errors.js';
 import type { ApiBuilder } from '../../http/openapi.js';
 import { userName } from '../../http/validate.js';
+import { waitUpTo } from '../../http/long-poll.js';
 import type { AppContext } from '../../context.js';
 
 const idParam = (id: unknown) => z.string().regex(/^[A-Za-z0-9_-]{16,64}$/).safeParse(id).data;
@@ -80,19 +81,7 @@ export function challengeRoutes(api: ApiBuilder, ctx: AppContext): void {
     query: z.object({ timeout: z.coerce.number().min(0).max(60).default(25) }),
     errors: { 404: 'unknown or forgotten challenge' },
     handler: async ({ req, query }) => {
-      const c = await find(req.params.id);
-      if (c.state !== 'pending' || query.timeout === 0) return view(c);
-      const abort = new AbortController();
-      const timer = setTimeout(() => abort.abort(new Error('timeout')), query.timeout * 1000);
-      req.on('close', () => abort.abort(new Error('client went away')));
-      try {
-        return view(await ctx.engine.wait(c.id, abort.signal));
-      } catch (err) {
-        if (abort.signal.aborted) return view((await ctx.engine.get(c.id)) ?? c);
-        throw err;
-      } finally {
-        clearTimeout(timer);
-      }
+      return view(await waitUpTo(ctx.engine, await find(req.params.id), query.timeout, req));
     },
   });
 

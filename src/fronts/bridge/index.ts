@@ -5,6 +5,7 @@ import { notFound } from '../../core/errors.js';
 import { OfflineOtp } from '../../core/offline.js';
 import { ApiBuilder } from '../../http/openapi.js';
 import { userName } from '../../http/validate.js';
+import { waitUpTo } from '../../http/long-poll.js';
 import type { AppContext } from '../../context.js';
 import type { BridgeCredential, BridgeCredentials } from './credentials.js';
 import { mountPrivacyIdeaApi } from './privacyidea.js';
@@ -90,19 +91,7 @@ export function mountBridgeApi(app: Express, ctx: AppContext, credentials: Bridg
     query: z.object({ wait: z.coerce.number().min(0).max(60).default(0) }),
     errors: { 404: 'unknown login' },
     handler: async ({ req, query }) => {
-      const c = await find(String(req.params.id));
-      if (c.state !== 'pending' || query.wait === 0) return view(c);
-      const abort = new AbortController();
-      const timer = setTimeout(() => abort.abort(new Error('wait over')), query.wait * 1000);
-      req.on('close', () => abort.abort(new Error('client gone')));
-      try {
-        return view(await ctx.engine.wait(c.id, abort.signal));
-      } catch (err) {
-        if (abort.signal.aborted) return view((await ctx.engine.get(c.id)) ?? c);
-        throw err;
-      } finally {
-        clearTimeout(timer);
-      }
+      return view(await waitUpTo(ctx.engine, await find(String(req.params.id)), query.wait, req));
     },
   });
 
