@@ -64,7 +64,7 @@ ${v.number ? `<p>Then type this number on your phone: <strong class="code" id="m
   const otp = v.otp
     ? `<section aria-labelledby="otp-h">${v.push ? '<p class="or">or</p>' : ''}<h1 id="otp-h"${v.push ? ' style="font-size:1.1rem"' : ''}>Enter your one-time code</h1>
 ${v.error ? `<p class="err" role="alert">${esc(v.error)}</p>` : ''}
-<form method="post" action="${esc(v.base)}/otp"><input type="hidden" name="csrf" value="${esc(v.csrf)}">
+<form method="post" action="${esc(v.base)}/otp" id="otp-form"><input type="hidden" name="csrf" value="${esc(v.csrf)}">
 <label for="code">Code from your authenticator app</label>
 <input id="code" name="code" inputmode="numeric" autocomplete="one-time-code" pattern="[0-9]{6,8}" maxlength="8" required${v.push ? '' : ' autofocus'}>
 <button type="submit">Verify</button></form></section>`
@@ -83,7 +83,8 @@ else if(d.state==='rejected'){s.innerHTML='<span class="err">The sign-in was rej
 else if(d.state==='expired'){s.innerHTML='<span class="err">No answer in time: the sign-in was denied.</span>'}
 else{s.innerHTML='<span class="err">This sign-in was cancelled.</span>'}
 setTimeout(function(){f.submit()},d.state==='approved'?0:2500)});
-es.onerror=function(){s.textContent='Connection lost; reload the page to keep waiting.'};})();
+es.onerror=function(){s.textContent='Connection lost; reload the page to keep waiting.'};
+var o=document.querySelector('form[action$="/otp"]');if(o){o.addEventListener('submit',function(){es.close();clearInterval(t)})}})();
 </script>`
     : '';
   return layout('Confirm sign-in', `${push}${otp}${script}<p class="muted"><a href="${esc(v.base)}/abort">Cancel this sign-in</a></p>`, v.nonce);

@@ -82,6 +82,33 @@ export function connectRedis(opts: RedisStoreOptions, extra: RedisOptions = {}):
   return new Redis(opts.url ?? 'redis://127.0.0.1:6379', common);
 }
 
+/**
+ * The subscriber of a Redis Cluster deployment: a plain connection to one
+ * node, not an ioredis Cluster. A classic PUBLISH (as TRANSITION does) reaches
+ * every node of a cluster, so any node hears every outcome. ioredis' Cluster
+ * replaces a lost subscriber connection and re-subscribes on its own but
+ * emits no 'ready' for it, so the store never told waiters to re-read, and an
+ * outcome published during the gap was heard only at the deadline. A plain
+ * connection emits 'ready' after every reconnect; each retry moves on to the
+ * next seed node, so losing the node it listened on is survived.
+ */
+function clusterSubscriber(opts: RedisStoreOptions): Redis {
+  const seeds = opts.cluster!.map(hostPort);
+  let next = 0;
+  const sub: Redis = new Redis({
+    ...seeds[0]!,
+    password: opts.password,
+    maxRetriesPerRequest: null,
+    retryStrategy: (times) => {
+      const node = seeds[++next % seeds.length]!;
+      sub.options.host = node.host;
+      sub.options.port = node.port;
+      return Math.min(times * 50, 2000);
+    },
+  });
+  return sub;
+}
+
 export class RedisStore implements Store {
   readonly kind = 'redis' as const;
   readonly challenges: RedisChallenges;
@@ -122,12 +149,21 @@ export class RedisStore implements Store {
 
   /** One extra connection per process carries every subscription. */
   private openSubscriber(): Client {
-    this.subscriber ??= connectRedis(this.opts, { maxRetriesPerRequest: null, commandTimeout: undefined });
+    this.subscriber ??= this.opts.cluster?.length
+      ? clusterSubscriber(this.opts)
+      : connectRedis(this.opts, { maxRetriesPerRequest: null, commandTimeout: undefined });
     this.subscriber.on('error', () => {});
     return this.subscriber;
   }
 
   async ping(): Promise<void> {
+    if (this.client instanceof Cluster) {
+      // Nodes of a cluster that lost a slot range still answer PING (and CLUSTERDOWN to
+      // everything else): only cluster_state says whether every key can be served.
+      const info = await guarded(this.client.cluster('INFO'));
+      if (!/^cluster_state:ok\b/m.test(info)) throw new StoreUnavailableError(new Error('Redis Cluster state is not ok'));
+      return;
+    }
     await guarded(this.client.ping());
   }
 
