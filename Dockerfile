@@ -16,6 +16,8 @@ WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 COPY --from=build /app/dist ./dist
+# The console's static pages are not compiled; they sit beside the compiled module.
+COPY src/fronts/console/static ./dist/src/fronts/console/static
 COPY bin ./bin
 COPY config ./config
 USER node

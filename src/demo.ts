@@ -38,6 +38,7 @@ export async function seedDemo(running: Running): Promise<string> {
     '',
     `Countersign is running in ${ctx.config.mode} mode on the ${store}.`,
     '',
+    `  Console       ${url}/console/         (sign in as ${DEMO_USER}: password, then a code from the app)`,
     `  Admin API     ${url}/api/v1          (Authorization: Bearer ${adminToken})`,
     `  OpenAPI       ${url}/api/v1/openapi.json`,
     `  Health        ${url}/healthz  ${url}/readyz  ${url}/metrics`,

@@ -1,4 +1,6 @@
 import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import express, { type Express, type Request } from 'express';
 import { z } from 'zod';
 import { CountersignError } from '../../core/errors.js';
@@ -9,11 +11,18 @@ import { ConsoleSessions, LOGIN_COOKIE, readCookie, setCookie, type Role } from 
 
 const digest = (s: string) => createHash('sha256').update(s).digest('base64url');
 
+/** Static files sit beside this module in the source tree; the Docker build copies them next to the compiled one. */
+function staticDir(): string {
+  const here = fileURLToPath(new URL('./static/', import.meta.url));
+  if (existsSync(here)) return here;
+  return fileURLToPath(new URL('../../../../src/fronts/console/static/', import.meta.url));
+}
+
 /**
- * The admin web console's sign-in at /console/api: an administrator's
+ * The admin web console at /console (static pages on the admin API, no second
+ * back end) and its sign-in at /console/api: an administrator's
  * password and then their own second factor, as for any other login; the
- * session it opens works the admin API (no second back end). The console's
- * pages are not built yet (issue 7 stays open).
+ * session it opens works the admin API.
  */
 export function mountConsole(app: Express, ctx: AppContext, sessions: ConsoleSessions): void {
   const api = express.Router();
@@ -98,4 +107,17 @@ export function mountConsole(app: Express, ctx: AppContext, sessions: ConsoleSes
   });
 
   app.use('/console/api', api);
+  app.use(
+    '/console',
+    (_req, res, next) => {
+      res.set({
+        'content-security-policy': "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+        'x-content-type-options': 'nosniff',
+        'referrer-policy': 'no-referrer',
+        'cache-control': 'no-store',
+      });
+      next();
+    },
+    express.static(staticDir(), { index: 'index.html', redirect: true }),
+  );
 }
