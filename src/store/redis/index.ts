@@ -74,7 +74,12 @@ export function connectRedis(opts: RedisStoreOptions, extra: RedisOptions = {}):
     ...extra,
   };
   if (opts.cluster?.length) {
-    return new Cluster(opts.cluster.map(hostPort), { redisOptions: common, enableAutoPipelining: true });
+    const cluster = new Cluster(opts.cluster.map(hostPort), { redisOptions: common, enableAutoPipelining: true });
+    // The Cluster's own offline queue has no timeout: with every node away, commands (and
+    // /readyz) waited for the cluster to return instead of failing fast as with one Redis.
+    // Queue only until the first connection.
+    cluster.once('ready', () => (cluster.options.enableOfflineQueue = false));
+    return cluster;
   }
   if (opts.sentinels?.length) {
     return new Redis({ ...common, sentinels: opts.sentinels.map(hostPort), name: opts.sentinelName ?? 'mymaster' });

@@ -1,0 +1,212 @@
+/**
+ * Two real Countersign processes on one Redis: a long-poll on A woken by an
+ * approval through B, and RADIUS failover — the NAS retransmits its request
+ * to B after A died holding it, and B joins the same login (one push only).
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { Redis } from 'ioredis';
+import { Authenticator } from '../../src/cli/authenticator.js';
+import { redisAvailable, requirePeer, testRedisUrl, uniquePrefix } from '../helpers/peers.js';
+import { startInstances, type Group, type Instance } from '../helpers/processes.js';
+import { accessRequest, Nas } from './nas.js';
+
+const SECRET = 'scale-radius-secret';
+const up = await redisAvailable();
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Polls `probe` every 25 ms until it returns something truthy; throws after `ms`. */
+async function eventually<T>(what: string, probe: () => Promise<T | undefined | null | false>, ms = 5000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await probe();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`${what}: not within ${ms} ms`);
+    await sleep(25);
+  }
+}
+
+/** A user with a password, push enabled and one poll-only phone enrolled through `via`. */
+async function pushUser(via: Instance, name: string, password: string): Promise<Authenticator> {
+  assert.equal((await via.api('POST', '/api/v1/users', { name, password })).status, 201);
+  const f = await via.api('POST', '/api/v1/users/factors', { users: [name], factor: 'push', enabled: true });
+  assert.equal(f.body.succeeded, 1, JSON.stringify(f.body));
+  const link = await via.api('POST', '/api/v1/users/' + name + '/enrolments');
+  assert.equal(link.status, 201, JSON.stringify(link.body));
+  return Authenticator.enrol(link.body.uri, { name: `${name}'s phone` });
+}
+
+/** The phone's pending logins, or null when there are none yet. */
+const pendingOn = async (phone: Authenticator) => {
+  const l = await phone.pending();
+  return l.length ? l : null;
+};
+
+/** The same phone, talking to another instance (its enrolment link named the first). */
+const phoneOn = (phone: Authenticator, inst: Instance) => new Authenticator({ ...phone.file, server: inst.url });
+
+describe('two Countersign processes on one Redis', () => {
+  let group: Group | undefined;
+  let raw: Redis;
+  let A: Instance;
+  let B: Instance;
+  const prefix = uniquePrefix('procs');
+  before(async () => {
+    if (!up) return;
+    raw = new Redis(testRedisUrl());
+    group = await startInstances(2, {
+      redisUrl: testRedisUrl(),
+      prefix,
+      config: {
+        radius: { clients: [{ name: 'nas', address: '127.0.0.1/32', secret: SECRET, mode: 'push-wait' }] },
+        challenge: { deadlineSeconds: 30 },
+      },
+    });
+    [A, B] = group.instances as [Instance, Instance];
+  });
+  after(async () => {
+    await group?.stop();
+    if (raw) {
+      const keys = await raw.keys(`${prefix}:*`);
+      if (keys.length) await raw.del(...keys);
+      raw.disconnect();
+    }
+  });
+
+  it('a long-poll on A returns within a second of the approval through B', async (t) => {
+    if (!requirePeer(t, up, `redis-server at ${testRedisUrl()}`)) return;
+    const phone = await pushUser(A, 'alice', 'alice-pw-2024');
+    const opened = await A.api('POST', '/api/v1/challenges', { user: 'alice', password: 'alice-pw-2024' });
+    assert.equal(opened.status, 201, JSON.stringify(opened.body));
+    assert.deepEqual(opened.body.factors, ['push']);
+    const started = Date.now();
+    const poll = A.api('GET', `/api/v1/challenges/${opened.body.id}/wait?timeout=20`);
+    // B sees the login A opened, and the phone answers through B.
+    const onB = phoneOn(phone, B);
+    const [p] = await eventually('the push on B', () => pendingOn(onB));
+    assert.equal(p!.challengeId, opened.body.id);
+    await sleep(300); // the long-poll is surely parked on A by now
+    const approvedAt = Date.now();
+    assert.equal((await onB.answer(p!.challengeId, 'approve')).state, 'approved');
+    const r = await poll;
+    const woke = Date.now() - approvedAt;
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    assert.equal(r.body.state, 'approved');
+    assert.equal(r.body.method, 'push');
+    assert.ok(woke < 1000, `A's long-poll answered ${woke} ms after the approval through B`);
+    assert.ok(Date.now() - started < 10_000, 'did not wait out the long-poll timeout');
+  });
+
+  it('RADIUS failover: the retransmit reaches B after A died; B joins the login, one push, Access-Accept', async (t) => {
+    if (!requirePeer(t, up, `redis-server at ${testRedisUrl()}`)) return;
+    const phone = await pushUser(A, 'bob', 'bob-pw-2024');
+    const nas = await Nas.open(SECRET);
+    try {
+      const request = accessRequest(SECRET, 77, [
+        ['User-Name', 'bob'],
+        ['User-Password', 'bob-pw-2024'],
+        ['NAS-Identifier', 'scale-nas'],
+      ]);
+      const seenLogins = new Set<string>();
+      const openedBefore = await B.metric('countersign_challenges_opened_total{front="radius"}');
+      await nas.send(request, A.radiusPort);
+
+      // The push is pending and A holds the request (its dedupe entry says so).
+      const [p] = await eventually('the push on the phone', () => pendingOn(phone));
+      seenLogins.add(p!.challengeId);
+      await eventually('A marks the request pending in the store', async () => {
+        const keys = await raw.keys(`${prefix}:kv:{radius:*}`);
+        const states = await Promise.all(keys.map((k) => raw.get(k)));
+        return states.some((s) => s && JSON.parse(s).s === 'pending' && JSON.parse(s).cid === p!.challengeId);
+      });
+
+      await A.kill('SIGKILL');
+      assert.equal(A.alive, false);
+      assert.equal(nas.repliesTo(77).length, 0, 'A answered nothing before it died');
+
+      const dupBefore = await B.metric('countersign_radius_duplicates_total{state="pending"}');
+      await nas.send(request, B.radiusPort); // the NAS retransmits, now to B
+      await eventually('B takes the retransmit as a duplicate of a pending login', async () =>
+        (await B.metric('countersign_radius_duplicates_total{state="pending"}')) > dupBefore,
+      );
+
+      const onB = phoneOn(phone, B);
+      const pending = await onB.pending();
+      assert.equal(pending.length, 1);
+      for (const x of pending) seenLogins.add(x.challengeId);
+      assert.equal((await onB.answer(p!.challengeId, 'approve')).state, 'approved');
+
+      const reply = await nas.reply(request, 5000);
+      assert.ok(reply, 'B answered the retransmit');
+      assert.equal(reply.code, 'Access-Accept');
+      assert.equal(nas.repliesTo(77).length, 0, 'one answer only');
+
+      // Exactly one login for all of it: the phone saw one, the store holds one, B opened none.
+      assert.equal(seenLogins.size, 1);
+      const challengeKeys = await raw.keys(`${prefix}:ch:*`);
+      const forBob = (await Promise.all(challengeKeys.map((k) => raw.hget(k, 'user')))).filter((u) => u === 'bob');
+      assert.equal(forBob.length, 1, 'one challenge for bob in the store');
+      assert.equal(await B.metric('countersign_challenges_opened_total{front="radius"}'), openedBefore, 'B opened no challenge of its own');
+      const logins = await eventually('the login in the audit trail', async () => {
+        const audit = await B.api('GET', '/api/v1/audit?user=bob&limit=50');
+        const l = audit.body.events.filter((e: { type: string }) => e.type === 'login');
+        return l.length ? l : null;
+      });
+      await sleep(200); // a second one, were there one, would have been written by now
+      const again = (await B.api('GET', '/api/v1/audit?user=bob&limit=50')).body.events.filter((e: { type: string }) => e.type === 'login');
+      assert.equal(again.length, 1, JSON.stringify(again));
+      assert.equal(logins[0].challengeId, p!.challengeId);
+      assert.equal(logins[0].outcome, 'approved');
+
+      // A third copy is answered from B's reply cache, unchanged.
+      await nas.send(request, B.radiusPort);
+      const cached = await nas.reply(request, 3000);
+      assert.equal(cached?.code, 'Access-Accept');
+      assert.ok(cached.raw.equals(reply.raw), 'the cached reply is byte for byte the first');
+    } finally {
+      await nas.close();
+    }
+  });
+
+  it('graceful stop (SIGTERM): C denies its long-poll, leaves the held RADIUS request to B, exits 0', async (t) => {
+    if (!requirePeer(t, up, `redis-server at ${testRedisUrl()}`)) return;
+    const C = await group!.start('C');
+    const phone = await pushUser(C, 'carol', 'carol-pw-2024');
+    assert.equal((await C.api('POST', '/api/v1/users', { name: 'erin' })).status, 201);
+    assert.equal((await C.api('POST', '/api/v1/users/erin/otp', {})).status, 200);
+    const nas = await Nas.open(SECRET);
+    try {
+      const request = accessRequest(SECRET, 5, [['User-Name', 'carol'], ['User-Password', 'carol-pw-2024']]);
+      await nas.send(request, C.radiusPort);
+      const [p] = await eventually('carol\'s push', () => pendingOn(phone));
+      const erin = await C.api('POST', '/api/v1/challenges', { user: 'erin' });
+      assert.equal(erin.status, 201);
+      const poll = C.api('GET', `/api/v1/challenges/${erin.body.id}/wait?timeout=20`).catch((err: Error) => ({ status: 0, body: { error: String(err) } }));
+      await eventually('C holds the RADIUS request', async () => {
+        const keys = await raw.keys(`${prefix}:kv:{radius:*}`);
+        const states = await Promise.all(keys.map((k) => raw.get(k)));
+        return states.some((s) => s && JSON.parse(s).cid === p!.challengeId);
+      });
+      await sleep(200);
+
+      const stopping = Date.now();
+      await C.kill('SIGTERM');
+      t.diagnostic(`C stopped in ${Date.now() - stopping} ms`);
+      assert.equal(C.child.exitCode, 0, `graceful exit:\n${C.output()}`);
+      const polled = await poll;
+      t.diagnostic(`C's long-poll ended ${polled.status} ${JSON.stringify(polled.body).slice(0, 120)}`);
+      assert.notEqual(polled.body.state, 'approved');
+      assert.ok(polled.status === 503 || polled.status === 0, `the long-poll is denied: ${polled.status} ${JSON.stringify(polled.body)}`);
+      assert.equal(await nas.reply(request, 300), null, 'C left the held request unanswered (the NAS will retransmit)');
+
+      await nas.send(request, B.radiusPort);
+      const onB = phoneOn(phone, B);
+      const [q] = await eventually('carol\'s push on B', () => pendingOn(onB));
+      assert.equal(q!.challengeId, p!.challengeId, 'the same login, no second push');
+      await onB.answer(q!.challengeId, 'approve');
+      assert.equal((await nas.reply(request, 5000))?.code, 'Access-Accept');
+    } finally {
+      await nas.close();
+    }
+  });
+});
