@@ -172,6 +172,8 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   login.on('pushFailed', (err) => log.error({ err }, 'push dispatch failed'));
 
   // Redis may be down at start: serve anyway (readyz says not ready, logins are denied).
+  // A Redis Cluster client refuses commands until it has the slot map: give it a moment.
+  const connected = store instanceof RedisStore ? store.connected(5000) : Promise.resolve(true);
   const subscribed = engine.start().then(
     () => true,
     (err) => {
@@ -179,7 +181,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       return false;
     },
   );
-  await Promise.race([subscribed, new Promise((r) => setTimeout(r, 5000).unref())]);
+  await Promise.race([Promise.all([connected, subscribed]), new Promise((r) => setTimeout(r, 5000).unref())]);
 
   let oidc: ReturnType<typeof mountOidc> | undefined;
   const app = createHttpApp(ctx, (a) => {

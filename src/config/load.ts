@@ -20,6 +20,8 @@ const ENV_PATHS: Record<string, string[]> = {
   COUNTERSIGN_RADIUS_PORT: ['radius', 'port'],
   COUNTERSIGN_REDIS_URL: ['store', 'redis', 'url'],
   COUNTERSIGN_REDIS_PREFIX: ['store', 'redis', 'prefix'],
+  COUNTERSIGN_REDIS_PASSWORD: ['store', 'redis', 'password'],
+  COUNTERSIGN_REDIS_SENTINEL_PASSWORD: ['store', 'redis', 'sentinelPassword'],
   COUNTERSIGN_SECRET_KEY: ['secretKey'],
   COUNTERSIGN_ADMIN_TOKEN: ['admin', 'token'],
   COUNTERSIGN_DEADLINE_SECONDS: ['challenge', 'deadlineSeconds'],

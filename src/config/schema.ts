@@ -51,6 +51,12 @@ export const configSchema = z.object({
       userAttributes: z.record(z.string(), z.array(replyAttribute)).default({}),
       /** How long answers stay cached for retransmits (RFC 5080). */
       replyCacheSeconds: z.number().int().min(1).max(600).default(30),
+      /**
+       * How long a request being worked on (first factor, opening the login) keeps
+       * retransmits away from other instances. Past it, an instance that died mid-way
+       * no longer holds the NAS up: the next retransmit starts over wherever it lands.
+       */
+      processingLeaseSeconds: z.number().int().min(1).max(600).default(30),
     })
     .prefault({}),
   bridge: z
@@ -79,6 +85,7 @@ export const configSchema = z.object({
           cluster: z.array(z.string()).optional(),
           sentinels: z.array(z.string()).optional(),
           sentinelName: z.string().optional(),
+          sentinelPassword: z.string().optional(),
           password: z.string().optional(),
           prefix: z.string().regex(/^[A-Za-z0-9_.-]+$/).default('cs'),
           commandTimeoutMs: z.number().int().positive().default(2000),

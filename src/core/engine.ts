@@ -6,6 +6,9 @@ import { CountersignError, notFound } from './errors.js';
 import { newChallengeId, newDisplayCode } from './ids.js';
 import type { Store, TransitionResult } from '../store/store.js';
 
+/** Due challenges expired per sweep round. */
+const SWEEP_BATCH = 200;
+
 export interface EngineOptions {
   store: Store;
   clock: Clock;
@@ -211,12 +214,20 @@ export class ChallengeEngine extends EventEmitter<EngineEvents> {
     else this.settle(r.id, w, { ...w.challenge, ...r });
   }
 
+  /**
+   * After the outcome channel was lost and is back: outcomes published meanwhile
+   * were missed, so every waiter reads its challenge again. One that is gone
+   * (Redis came back without its data) ends now, denied as not found, rather than
+   * hanging to its deadline. A read that fails leaves the waiter to its deadline.
+   */
   private recheckWaiters(): void {
     for (const [id, w] of this.waiters) {
       if (!w.challenge) continue;
       this.store.challenges.get(id).then(
         (c) => {
-          if (c && isFinal(c.state) && this.waiters.get(id) === w) this.settle(id, w, c);
+          if (this.waiters.get(id) !== w) return;
+          if (!c) this.finish(id, w, (l) => l.reject(notFound('challenge', id)));
+          else if (isFinal(c.state)) this.settle(id, w, c);
         },
         () => {},
       );
@@ -251,15 +262,21 @@ export class ChallengeEngine extends EventEmitter<EngineEvents> {
 
   /** Expires challenges whose deadline passed with nobody waiting on them. */
   async sweep(): Promise<number> {
-    const ids = await this.store.challenges.due(this.clock.now(), 200);
     let expired = 0;
-    const gone: string[] = [];
-    for (const id of ids) {
-      const r = await this.resolve(id, 'expired', {});
-      if (r.changed) expired++;
-      else if (!r.challenge || isFinal(r.challenge.state)) gone.push(id);
+    // Batches in parallel, and on while they come back full (bounded per tick): a backlog
+    // after an outage drains in seconds. Other instances sweep the same index; the
+    // transition is once-only, so the overlap costs round trips, never a second outcome.
+    for (let round = 0; round < 10; round++) {
+      const ids = await this.store.challenges.due(this.clock.now(), SWEEP_BATCH);
+      const results = await Promise.all(ids.map((id) => this.resolve(id, 'expired', {})));
+      const gone: string[] = [];
+      results.forEach((r, i) => {
+        if (r.changed) expired++;
+        else if (!r.challenge || isFinal(r.challenge.state)) gone.push(ids[i]!);
+      });
+      await this.store.challenges.forgetDue(gone);
+      if (ids.length < SWEEP_BATCH || this.stopped) break;
     }
-    await this.store.challenges.forgetDue(gone);
     return expired;
   }
 }

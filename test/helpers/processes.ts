@@ -138,6 +138,8 @@ export interface InstanceOptions {
   config?: Record<string, unknown>;
   /** Extra environment variables. */
   env?: Record<string, string>;
+  /** Return once the process serves HTTP (/healthz) rather than once its store is ready (/readyz). */
+  untilListening?: boolean;
 }
 
 export interface Instance {
@@ -181,7 +183,7 @@ const merge = (a: Record<string, any>, b: Record<string, any>): Record<string, a
 const cleanEnv = (): Record<string, string> =>
   Object.fromEntries(Object.entries(process.env).filter(([k, v]) => v !== undefined && !k.startsWith('COUNTERSIGN_') && k !== 'NODE_OPTIONS')) as Record<string, string>;
 
-export async function waitReady(url: string, child: ChildProcess | undefined, ms: number, output = () => ''): Promise<void> {
+export async function waitReady(url: string, child: ChildProcess | undefined, ms: number, output = () => '', path = '/readyz'): Promise<void> {
   const end = Date.now() + ms;
   let last = '';
   while (Date.now() < end) {
@@ -189,7 +191,7 @@ export async function waitReady(url: string, child: ChildProcess | undefined, ms
       throw new Error(`instance exited (${child.exitCode ?? child.signalCode}) before it was ready:\n${output()}`);
     }
     try {
-      const r = await fetch(`${url}/readyz`, { signal: AbortSignal.timeout(2000) });
+      const r = await fetch(`${url}${path}`, { signal: AbortSignal.timeout(2000) });
       if (r.status === 200) return;
       last = `${r.status}`;
     } catch (err) {
@@ -252,10 +254,13 @@ export function processGroup(base: InstanceOptions & { prefix: string }): Group 
       const output = captureOutput(child);
       const url = `http://127.0.0.1:${httpPort}`;
       try {
-        await waitReady(url, child, 30_000, output);
-        // Ours, not another test's process that took the port first: it knows this group's token.
+        await waitReady(url, child, 30_000, output, opts.untilListening ? '/healthz' : '/readyz');
+        // Ours, not another test's process that took the port first: it knows this group's token
+        // (a 503 is our own store being away; someone else's server would say 401).
         const whoami = await fetch(`${url}/api/v1/users?limit=1`, { headers: { authorization: `Bearer ${adminToken}` }, signal: AbortSignal.timeout(5000) });
-        if (whoami.status !== 200 || child.exitCode !== null) throw new Error(`EADDRINUSE: another server answers on ${url}`);
+        if (![200, 503].includes(whoami.status) || (whoami.status === 503 && !opts.untilListening) || child.exitCode !== null) {
+          throw new Error(`EADDRINUSE: another server answers on ${url}`);
+        }
       } catch (err) {
         await stopChild(child, 'SIGKILL');
         if (attempt === 0 && /EADDRINUSE|cannot listen/.test(`${output()} ${String(err)}`)) continue;

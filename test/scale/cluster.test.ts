@@ -233,10 +233,26 @@ describe('a Countersign process configured with store.redis.cluster', () => {
       assert.equal(r.status, 503, `${what}: ${JSON.stringify(r.body)}`);
       assert.ok(Date.now() - t0 < 3000, `${what} answered in ${Date.now() - t0} ms`);
     }
+    // An instance started now, with no node to reach, still comes up: it serves HTTP, says not
+    // ready, and denies at once rather than queueing commands until the cluster is back.
+    const started = Date.now();
+    const C = await group!.start('C', { untilListening: true });
+    t.diagnostic(`C served HTTP ${Date.now() - started} ms after its start with the cluster down`);
+    for (const [what, call] of [
+      ['C readyz', () => C.api('GET', '/readyz')],
+      ['a login on C', () => C.api('POST', '/api/v1/challenges', { user: 'frank' })],
+    ] as const) {
+      const t0 = Date.now();
+      const r = await call();
+      assert.equal(r.status, 503, `${what}: ${JSON.stringify(r.body)}`);
+      assert.ok(Date.now() - t0 < 3000, `${what} answered in ${Date.now() - t0} ms`);
+    }
     for (let i = 0; i < 3; i++) await cluster!.restartNode(i);
     await cluster!.waitOk(30_000);
-    await eventually('A and B ready again', async () => (await A.api('GET', '/readyz')).status === 200 && (await B.api('GET', '/readyz')).status === 200, 20_000);
+    await eventually('A, B and C ready', async () => (await Promise.all([A, B, C].map(async (i) => (await i.api('GET', '/readyz')).status))).every((s) => s === 200), 20_000);
     await loginWorks(A, B, 'grace');
+    // C, which never saw the cluster up before, hears outcomes published through A.
+    await loginWorks(C, A, 'heidi');
   });
 });
 

@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { createHash } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { Authenticator } from '../../src/cli/authenticator.js';
 import { redisAvailable, requirePeer, testRedisUrl, uniquePrefix } from '../helpers/peers.js';
@@ -12,6 +13,7 @@ import { startInstances, type Group, type Instance } from '../helpers/processes.
 import { accessRequest, Nas } from './nas.js';
 
 const SECRET = 'scale-radius-secret';
+const LEASE_S = 3;
 const up = await redisAvailable();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -58,7 +60,7 @@ describe('two Countersign processes on one Redis', () => {
       redisUrl: testRedisUrl(),
       prefix,
       config: {
-        radius: { clients: [{ name: 'nas', address: '127.0.0.1/32', secret: SECRET, mode: 'push-wait' }] },
+        radius: { clients: [{ name: 'nas', address: '127.0.0.1/32', secret: SECRET, mode: 'push-wait' }], processingLeaseSeconds: LEASE_S },
         challenge: { deadlineSeconds: 30 },
       },
     });
@@ -163,6 +165,48 @@ describe('two Countersign processes on one Redis', () => {
       const cached = await nas.reply(request, 3000);
       assert.equal(cached?.code, 'Access-Accept');
       assert.ok(cached.raw.equals(reply.raw), 'the cached reply is byte for byte the first');
+    } finally {
+      await nas.close();
+    }
+  });
+
+  it('an instance that died before it opened the login holds the NAS up for the processing lease only', async (t) => {
+    if (!requirePeer(t, up, `redis-server at ${testRedisUrl()}`)) return;
+    const phone = await pushUser(B, 'dan', 'dan-pw-2024');
+    const nas = await Nas.open(SECRET);
+    try {
+      const request = accessRequest(SECRET, 31, [['User-Name', 'dan'], ['User-Password', 'dan-pw-2024']]);
+      // What a dying instance leaves behind: the request marked 'processing' (it was checking the
+      // password when it died), under the key every instance derives from the NAS's packet.
+      const key = createHash('sha256').update(`nas|127.0.0.1|${nas.port}|31|`).update(request.subarray(4, 20)).digest('base64url');
+      const mark = `${prefix}:kv:{radius:${key}}`;
+      assert.equal(await raw.set(mark, JSON.stringify({ s: 'processing' }), 'PX', LEASE_S * 1000, 'NX'), 'OK');
+      const dupBefore = await B.metric('countersign_radius_duplicates_total{state="processing"}');
+
+      // While the lease holds, B leaves the retransmit alone: the first instance might still answer.
+      await nas.send(request, B.radiusPort);
+      await eventually('B sees the retransmit as in progress elsewhere', async () => (await B.metric('countersign_radius_duplicates_total{state="processing"}')) > dupBefore);
+      assert.equal(await nas.reply(request, 300), null);
+      assert.equal((await phone.pending()).length, 0, 'no login opened yet');
+
+      // The lease runs out (nobody renews it): the next retransmit starts the login on B, which
+      // takes the same short lease itself (seen on the wire with MONITOR), then holds the login.
+      await eventually('the lease runs out', async () => (await raw.exists(mark)) === 0, LEASE_S * 1000 + 2000);
+      const monitor = await raw.monitor();
+      const sets: string[][] = [];
+      monitor.on('monitor', (_time: string, args: string[]) => {
+        if (args[0]?.toUpperCase() === 'SET' && args[1] === mark) sets.push(args);
+      });
+      await nas.send(request, B.radiusPort);
+      const [p] = await eventually('the push', () => pendingOn(phone));
+      monitor.disconnect();
+      const taken = sets.find((a) => a[2]!.includes('processing'));
+      assert.ok(taken, `B marked the request: ${JSON.stringify(sets)}`);
+      assert.equal(Number(taken[taken.findIndex((x) => x.toUpperCase() === 'PX') + 1]), LEASE_S * 1000, 'with the processing lease as its lifetime');
+      assert.ok(sets.some((a) => a[2]!.includes('"pending"')), 'then marked it pending for the login\'s life');
+      assert.equal((await phone.answer(p!.challengeId, 'approve')).state, 'approved');
+      const reply = await nas.reply(request, 5000);
+      assert.equal(reply?.code, 'Access-Accept');
     } finally {
       await nas.close();
     }

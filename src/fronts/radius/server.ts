@@ -145,12 +145,17 @@ export class RadiusFront {
     };
     const send = (buf: Buffer) => this.socket?.send(buf, rinfo.port, rinfo.address);
 
-    // RFC 5080 duplicate detection, shared through the store across instances.
+    // A retransmit of what this instance is already working on needs no store round trip.
+    if (this.held.has(key)) return void this.ctx.metrics.radiusDuplicates.inc({ state: 'processing' });
+
+    // RFC 5080 duplicate detection, shared through the store across instances. 'processing'
+    // is a short lease (an instance that dies mid-way must not hold the NAS up for the whole
+    // deadline); push-wait turns it into 'pending' for the login's life once the login is open.
     const seenKey = `radius:${key}`;
-    const ttl = this.ctx.engine.opts.deadlineMs + 60_000;
+    const lease = this.ctx.config.radius.processingLeaseSeconds * 1000;
     let seen: string | null;
     try {
-      seen = await this.ctx.store.kv.setIfAbsent(seenKey, JSON.stringify({ s: 'processing' } satisfies Seen), ttl);
+      seen = await this.ctx.store.kv.setIfAbsent(seenKey, JSON.stringify({ s: 'processing' } satisfies Seen), lease);
     } catch {
       // Without the store no login can be decided; say so rather than hang.
       try {
@@ -250,7 +255,9 @@ export class RadiusFront {
       const message =
         err.code === 'first_factor_failed' || err.code === 'user_not_found'
           ? 'Wrong user name or password'
-          : err.status >= 500
+          : err.code === 'challenge_not_found'
+            ? 'This login was lost by the second-factor service; login denied, please try again'
+            : err.status >= 500
             ? 'The second-factor service is unavailable; login denied'
             : err.message;
       return { code: 'Access-Reject', message, reason: err.code };

@@ -30,6 +30,8 @@ export interface RedisStoreOptions {
   /** Sentinel addresses ("host:port") and the monitored master's name. */
   sentinels?: string[];
   sentinelName?: string;
+  /** Password of the Sentinels themselves (requirepass on the sentinel), when set. */
+  sentinelPassword?: string;
   password?: string;
   /** Prefix of every key, so several deployments can share one Redis. */
   prefix: string;
@@ -74,17 +76,52 @@ export function connectRedis(opts: RedisStoreOptions, extra: RedisOptions = {}):
     ...extra,
   };
   if (opts.cluster?.length) {
-    const cluster = new Cluster(opts.cluster.map(hostPort), { redisOptions: common, enableAutoPipelining: true });
-    // The Cluster's own offline queue has no timeout: with every node away, commands (and
-    // /readyz) waited for the cluster to return instead of failing fast as with one Redis.
-    // Queue only until the first connection.
-    cluster.once('ready', () => (cluster.options.enableOfflineQueue = false));
-    return cluster;
+    // No offline queue: ioredis' Cluster queue has no timeout, so with every node away (or
+    // none reached yet at boot) commands and /readyz would wait for the cluster to return
+    // instead of failing fast as with one Redis.
+    const cluster = new Cluster(opts.cluster.map(hostPort), { redisOptions: common, enableAutoPipelining: true, enableOfflineQueue: false });
+    return firstConnectionAwaited(cluster, opts.commandTimeoutMs);
   }
   if (opts.sentinels?.length) {
-    return new Redis({ ...common, sentinels: opts.sentinels.map(hostPort), name: opts.sentinelName ?? 'mymaster' });
+    return new Redis({
+      ...common,
+      sentinels: opts.sentinels.map(hostPort),
+      name: opts.sentinelName ?? 'mymaster',
+      sentinelPassword: opts.sentinelPassword,
+      // Hear +switch-master from the Sentinels and move to the new master at once, rather than
+      // when the old one drops us (a subscriber on a demoted master is never dropped).
+      failoverDetector: true,
+    });
   }
   return new Redis(opts.url ?? 'redis://127.0.0.1:6379', common);
+}
+
+/**
+ * Before a Cluster client has its slot map it refuses every command at once. A
+ * store used right after it was made (a starting server, a test) would then
+ * fail its first commands; so until the first 'ready', commands wait for it,
+ * for at most `ms`, and are then sent (and fail fast if it is still not there).
+ * Never queued without a bound.
+ */
+function firstConnectionAwaited(cluster: Cluster, ms: number): Cluster {
+  let first: Promise<void> | null = new Promise<void>((resolve) => cluster.once('ready', () => resolve()));
+  void first.then(() => (first = null));
+  const commands = new Set(cluster.getBuiltinCommands());
+  const isCommand = (prop: string | symbol) => typeof prop === 'string' && (commands.has(prop) || prop === 'call' || prop.startsWith('cs'));
+  return new Proxy(cluster, {
+    get(target, prop) {
+      const value = Reflect.get(target, prop, target) as unknown;
+      if (typeof value !== 'function') return value;
+      if (first === null || !isCommand(prop)) return value.bind(target);
+      const gate = first;
+      return async (...args: unknown[]) => {
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([gate, new Promise((r) => (timer = setTimeout(r, ms)))]);
+        clearTimeout(timer);
+        return (value as (...a: unknown[]) => unknown).apply(target, args);
+      };
+    },
+  });
 }
 
 /**
@@ -159,6 +196,22 @@ export class RedisStore implements Store {
       : connectRedis(this.opts, { maxRetriesPerRequest: null, commandTimeout: undefined });
     this.subscriber.on('error', () => {});
     return this.subscriber;
+  }
+
+  /** Resolves once the main connection is ready, or after `ms` (the caller serves anyway, not ready). */
+  async connected(ms: number): Promise<boolean> {
+    if (this.client.status === 'ready') return true;
+    return new Promise((resolve) => {
+      const done = (ok: boolean) => {
+        clearTimeout(timer);
+        this.client.off('ready', onReady);
+        resolve(ok);
+      };
+      const onReady = () => done(true);
+      const timer = setTimeout(() => done(false), ms);
+      timer.unref();
+      this.client.once('ready', onReady);
+    });
   }
 
   async ping(): Promise<void> {
