@@ -218,6 +218,28 @@ describe('admin API across two instances on one Redis', () => {
     assert.ok(Date.now() - started < 1000);
   });
 
+  it('an approval on A racing a rejection on B: one wins, the other gets 409, one audit entry', async (t) => {
+    if (!requirePeer(t, up, 'redis-server')) return;
+    await a.api('POST', '/api/v1/users', { name: 'ivan' });
+    await a.api('POST', '/api/v1/users/factors', { users: ['ivan'], factor: 'otp', enabled: true });
+    const outcomes = new Map<string, number>();
+    for (let i = 0; i < 20; i++) {
+      const open = await a.api('POST', '/api/v1/challenges', { user: 'ivan' });
+      const [x, y] = await Promise.all([
+        a.api('POST', `/api/v1/challenges/${open.body.id}/approve`, {}),
+        b.api('POST', `/api/v1/challenges/${open.body.id}/reject`, {}),
+      ]);
+      assert.deepEqual([x.status, y.status].sort(), [200, 409], `${x.status} ${JSON.stringify(x.body)} / ${y.status} ${JSON.stringify(y.body)}`);
+      const [won, lost] = x.status === 200 ? [x, y] : [y, x];
+      assert.equal(lost.body.error, `challenge_${won.body.state}`, 'the loser is told what the winner decided');
+      outcomes.set(won.body.state, (outcomes.get(won.body.state) ?? 0) + 1);
+      const audit = await a.api('GET', `/api/v1/audit?user=ivan&limit=200`);
+      const decisions = audit.body.events.filter((e: { type: string; challengeId?: string }) => e.type === 'admin' && e.challengeId === open.body.id);
+      assert.equal(decisions.length, 1, JSON.stringify(decisions));
+    }
+    t.diagnostic(`winners: ${JSON.stringify(Object.fromEntries(outcomes))}`);
+  });
+
   it('an OTP accepted on A is refused on B', async (t) => {
     if (!requirePeer(t, up, 'redis-server')) return;
     if (!requirePeer(t, hasOathtool, 'oathtool')) return;

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { Challenge } from '../../core/challenge.js';
-import { notFound } from '../../core/errors.js';
+import { CountersignError, notFound } from '../../core/errors.js';
 import type { ApiBuilder } from '../../http/openapi.js';
 import { userName } from '../../http/validate.js';
 import { waitUpTo } from '../../http/long-poll.js';
@@ -118,6 +118,12 @@ export function challengeRoutes(api: ApiBuilder, ctx: AppContext): void {
             : action === 'reject'
               ? await ctx.engine.reject(c.id, 'admin', reason)
               : await ctx.engine.cancel(c.id, reason);
+        // Decided elsewhere between the read above and the transition (another instance, the
+        // phone, the deadline): this call changed nothing, and says so as a late one would.
+        if (!r.changed) {
+          const state = r.challenge?.state ?? 'unknown';
+          throw new CountersignError(409, `challenge_${state}`, `this login is already ${state}`, { state });
+        }
         void ctx.audit.record({ at: ctx.clock.now(), type: 'admin', user: c.user, challengeId: c.id, detail: { action: `challenge.${action}` } });
         return view(r.challenge!);
       },
