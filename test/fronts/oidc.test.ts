@@ -82,6 +82,35 @@ describe('OpenID Connect with openid-client as the relying party', () => {
     assert.ok(refreshed.access_token);
   });
 
+  it('an authorization code redeemed twice at the same moment yields tokens once; so does a refresh token', async (t) => {
+    if (!requirePeer(t, hasCommand('oathtool'), 'oathtool')) return;
+    const { secret } = (await s.api('POST', '/api/v1/users/alice/otp', {})).body;
+    const token = (form: Record<string, string>) =>
+      fetch(rp.serverMetadata().token_endpoint!, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/x-www-form-urlencoded',
+          authorization: `Basic ${Buffer.from('intranet:intranet-secret-0123456789').toString('base64')}`,
+        },
+        body: new URLSearchParams(form),
+      }).then(async (r) => ({ status: r.status, body: (await r.json()) as Record<string, string> }));
+    const r = await start(rp, 'alice', 'alice-pw');
+    const done = await r.b.follow(new URL(`${new URL(r.page.url).pathname}/otp`, r.page.url).toString(), {
+      form: { csrf: field(r.page.body, 'csrf'), code: oathTotp(secret) },
+    }, (u) => u.startsWith(REDIRECT));
+    const code = new URL(done.url).searchParams.get('code')!;
+    assert.ok(code, done.url);
+    const form = { grant_type: 'authorization_code', code, redirect_uri: REDIRECT, code_verifier: r.verifier };
+    const results = await Promise.all(Array.from({ length: 4 }, () => token(form)));
+    const ok = results.filter((x) => x.status === 200);
+    assert.equal(ok.length, 1, `one redemption succeeds: ${JSON.stringify(results.map((x) => [x.status, x.body.error]))}`);
+    for (const x of results.filter((y) => y.status !== 200)) assert.equal(x.body.error, 'invalid_grant');
+
+    const refresh = ok[0]!.body.refresh_token!;
+    const refreshed = await Promise.all(Array.from({ length: 4 }, () => token({ grant_type: 'refresh_token', refresh_token: refresh })));
+    assert.ok(refreshed.filter((x) => x.status === 200).length <= 1, `a refresh token rotates once: ${JSON.stringify(refreshed.map((x) => [x.status, x.body.error]))}`);
+  });
+
   it('signs in with a push approved by the reference authenticator; amr says pwd+swk+mfa', async () => {
     await s.api('POST', '/api/v1/users/factors', { users: ['alice'], factor: 'push', enabled: true });
     const phone = await Authenticator.enrol((await s.api('POST', '/api/v1/users/alice/enrolments')).body.uri, {});

@@ -1,4 +1,4 @@
-import type { Adapter, AdapterPayload } from 'oidc-provider';
+import { errors, type Adapter, type AdapterPayload } from 'oidc-provider';
 import type { Store } from '../../store/store.js';
 import type { OidcClients } from './clients.js';
 
@@ -15,7 +15,8 @@ export const OIDC_CLIENT_KIND = 'oidc-client';
  * oidc-provider's storage on Countersign's Store: every model instance is one
  * short-lived value (a Redis key with a TTL, or memory), with indexes for
  * uid, user code and grant. Consumption is its own claim-once key, so an
- * authorization code cannot be redeemed twice even when two instances race.
+ * authorization code (or a rotating refresh token) cannot be redeemed twice
+ * even when two instances race.
  * Dynamic clients live in the settings store (managed by the admin API).
  */
 export function storeAdapter(store: Store, clients: OidcClients) {
@@ -52,8 +53,20 @@ export function storeAdapter(store: Store, clients: OidcClients) {
       return id ? this.find(id) : undefined;
     }
 
+    /**
+     * oidc-provider reads `consumed` and then calls this: two redemptions racing (on two
+     * instances, or one) could both read "not consumed". The claim here is the atomic step:
+     * whoever finds it already taken fails with invalid_grant, and, as for any reuse of a
+     * code (RFC 6749 §4.1.2), what was issued from the grant is revoked.
+     */
     async consume(id: string): Promise<void> {
-      await store.kv.setIfAbsent(`${this.key(id)}:consumed`, String(Math.floor(Date.now() / 1000)), DEFAULT_TTL_MS);
+      const before = await store.kv.setIfAbsent(`${this.key(id)}:consumed`, String(Math.floor(Date.now() / 1000)), DEFAULT_TTL_MS);
+      if (before === null) return;
+      const raw = await store.kv.get(this.key(id));
+      const grantId = raw ? (JSON.parse(raw) as AdapterPayload).grantId : undefined;
+      if (grantId) await this.revokeByGrantId(grantId);
+      const label = this.model.replace(/[A-Z]/g, (c, i: number) => `${i ? ' ' : ''}${c.toLowerCase()}`);
+      throw new errors.InvalidGrant(`${label} already consumed`);
     }
 
     async destroy(id: string): Promise<void> {
