@@ -196,6 +196,11 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     const s = app.listen(config.http.port, config.http.host, () => resolve(s));
     s.once('error', reject);
   });
+  // Behind a load balancer, an idle connection must be closed by the balancer, never by us
+  // first: Node's 5 s default races the balancer's reuse of the connection and shows up as
+  // resets and 502s. Above the usual 60 s balancer idle timeout.
+  server.keepAliveTimeout = 65_000;
+  server.headersTimeout = 66_000;
   const addr = server.address() as AddressInfo;
   const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
   const url = `http://${host === '0.0.0.0' || host === '[::]' ? '127.0.0.1' : host}:${addr.port}`;

@@ -17,7 +17,8 @@ import { redisAvailable, requirePeer, testRedisUrl, uniquePrefix } from '../help
 import { startInstances, type Group, type Instance } from '../helpers/processes.js';
 
 const N = Number(process.env.SCALE_PROCESS_LOAD_N ?? 10_000);
-const SHORT_S = 8;
+/** The deadline of the third left to expire; they are opened last, so all N are pending together. */
+const SHORT_S = 25;
 const up = await redisAvailable();
 type Want = 'approved' | 'rejected' | 'expired';
 const want = (i: number): Want => (['approved', 'rejected', 'expired'] as const)[i % 3]!;
@@ -106,9 +107,11 @@ describe(`${N} logins pending at once across two Countersign processes`, () => {
 
     // Open one login per user, alternating instances; a third with a short deadline.
     const openedAt = Date.now();
-    const opened = await pool(names, 128, (user, i) =>
-      call(i % 2 ? A : B, 'POST', '/api/v1/challenges', { user, ...(want(i) === 'expired' ? { deadlineSeconds: SHORT_S } : {}) }),
-    );
+    const order = [...names.keys()].sort((i, j) => Number(want(i) === 'expired') - Number(want(j) === 'expired'));
+    const opened: { status: number; body: any }[] = new Array(N);
+    await pool(order, 128, async (i) => {
+      opened[i] = await call(i % 2 ? A : B, 'POST', '/api/v1/challenges', { user: names[i], ...(want(i) === 'expired' ? { deadlineSeconds: SHORT_S } : {}) });
+    });
     const openMs = Date.now() - openedAt;
     t.diagnostic(`setup ${Date.now() - t0 - openMs} ms; opened ${N} in ${openMs} ms`);
     opened.forEach((r, i) => assert.equal(r.status, 201, `login ${i}: ${JSON.stringify(r.body)}`));
@@ -120,8 +123,16 @@ describe(`${N} logins pending at once across two Countersign processes`, () => {
     for (const p of polls) p.catch(() => {}); // awaited below; a failed assertion before must not leave them unhandled
     const parked = async () => (await Promise.all([A, B].map((inst) => inst.metric('countersign_waiting_requests')))).reduce((a, b) => a + b, 0);
     let waiting = 0;
-    for (let i = 0; i < 300 && (waiting = await parked()) < N - Math.floor(N / 3); i++) await new Promise((r) => setTimeout(r, 100));
-    assert.ok(waiting >= N - Math.floor(N / 3), `${waiting} long-polls parked across the instances`);
+    for (let i = 0; i < 300 && (waiting = await parked()) < N; i++) await new Promise((r) => setTimeout(r, 100));
+    assert.equal(waiting, N, 'all N long-polls parked across the instances at the same time');
+    // (a long-poll parks only on a pending login, so N parked means N pending; the deadline index agrees)
+    const raw = new Redis(testRedisUrl());
+    try {
+      assert.equal(await raw.zcard(`${prefix}:{due}`), N, 'all N pending at once in the deadline index');
+    } finally {
+      raw.disconnect();
+    }
+    t.diagnostic(`${N} pending and long-polled at once, ${Date.now() - openedAt} ms after the first opened`);
     const live = (await call(A, 'GET', '/api/v1/challenges?limit=500')).body.challenges as { id: string }[];
     assert.ok(live.length > 0 && live.every((c) => ids.includes(c.id)), 'the live view lists pending logins');
 

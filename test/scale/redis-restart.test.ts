@@ -133,7 +133,7 @@ describe('Redis restarts with logins pending', () => {
       }),
     );
     const readyAfter = Math.max(readyA!, readyB!);
-    assert.ok(readyAfter < 7000, `ready ${readyA} ms (A) and ${readyB} ms (B) after Redis returned`);
+    assert.ok(readyAfter < 4000, `ready ${readyA} ms (A) and ${readyB} ms (B) after Redis returned`);
 
     // The logins that were pending end without an approval.
     const polled = await poll;

@@ -71,6 +71,9 @@ export function connectRedis(opts: RedisStoreOptions, extra: RedisOptions = {}):
     // Fail fast while Redis is away: the caller denies, it does not hang.
     maxRetriesPerRequest: 1,
     commandTimeout: opts.commandTimeoutMs,
+    // Back within 2 s of Redis (or a promoted replica) returning. ioredis 6's own default
+    // grows to 5 s between attempts, which kept every login denied seconds after Redis was back.
+    retryStrategy: (times) => Math.min(times * 50, 2000),
     enableAutoPipelining: true,
     password: opts.password,
     ...extra,
