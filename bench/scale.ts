@@ -26,6 +26,7 @@ import { Redis } from 'ioredis';
 import { systemClock } from '../src/core/clock.js';
 import { ChallengeEngine } from '../src/core/engine.js';
 import { RedisStore } from '../src/store/redis/index.js';
+import { dropPrefix } from '../test/helpers/scale.js';
 
 const WINDOW_MS = Number(process.env.BENCH_SCALE_MS ?? 4000);
 const ROUNDS = Number(process.env.BENCH_SCALE_ROUNDS ?? 3);
@@ -158,15 +159,6 @@ async function run(n: number, url: string, raw: Redis): Promise<Run> {
   await Promise.all(workers.map((w) => new Promise((r) => (w.exitCode !== null ? r(null) : w.once('exit', r)))));
   await dropPrefix(raw, prefix);
   return { results, redisCpuMs, machineBusy: (m1.busy - m0.busy) / (m1.total - m0.total) };
-}
-
-async function dropPrefix(raw: Redis, prefix: string): Promise<void> {
-  for (let cursor = '0', i = 0; i < 100_000; i++) {
-    const [next, keys] = await raw.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
-    if (keys.length) await raw.del(...keys);
-    cursor = next;
-    if (cursor === '0') break;
-  }
 }
 
 /** Redis bytes per pending challenge and Node heap bytes per waiting request. */

@@ -16,6 +16,7 @@ import { storeContract } from '../store/contract.js';
 import { haveRedisBinaries, startRedisCluster, type RedisCluster } from '../helpers/cluster.js';
 import { requirePeer, uniquePrefix } from '../helpers/peers.js';
 import { freePort, startInstances, type Group, type Instance } from '../helpers/processes.js';
+import { eventually } from '../helpers/scale.js';
 
 const available = haveRedisBinaries();
 let cluster: RedisCluster | undefined;
@@ -268,14 +269,6 @@ async function loginWorks(A: Instance, B: Instance, name: string): Promise<void>
   assert.equal((await B.api('POST', `/api/v1/challenges/${opened.body.id}/approve`, {})).status, 200);
   assert.equal((await poll).body.state, 'approved');
   assert.ok(Date.now() - t0 < 1000, `A heard the approval through B after ${Date.now() - t0} ms`);
-}
-
-async function eventually(what: string, probe: () => Promise<boolean>, ms: number): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await probe().catch(() => false))) {
-    if (Date.now() > end) throw new Error(`${what}: not within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 /** The "host:port" of the master that serves `slot`, from CLUSTER SHARDS. */

@@ -10,39 +10,13 @@ import { Redis } from 'ioredis';
 import { Authenticator } from '../../src/cli/authenticator.js';
 import { redisAvailable, requirePeer, testRedisUrl, uniquePrefix } from '../helpers/peers.js';
 import { startInstances, type Group, type Instance } from '../helpers/processes.js';
+import { eventually, pendingOn, pushUser } from '../helpers/scale.js';
 import { accessRequest, Nas } from './nas.js';
 
 const SECRET = 'scale-radius-secret';
 const LEASE_S = 3;
 const up = await redisAvailable();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** Polls `probe` every 25 ms until it returns something truthy; throws after `ms`. */
-async function eventually<T>(what: string, probe: () => Promise<T | undefined | null | false>, ms = 5000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await probe();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`${what}: not within ${ms} ms`);
-    await sleep(25);
-  }
-}
-
-/** A user with a password, push enabled and one poll-only phone enrolled through `via`. */
-async function pushUser(via: Instance, name: string, password: string): Promise<Authenticator> {
-  assert.equal((await via.api('POST', '/api/v1/users', { name, password })).status, 201);
-  const f = await via.api('POST', '/api/v1/users/factors', { users: [name], factor: 'push', enabled: true });
-  assert.equal(f.body.succeeded, 1, JSON.stringify(f.body));
-  const link = await via.api('POST', '/api/v1/users/' + name + '/enrolments');
-  assert.equal(link.status, 201, JSON.stringify(link.body));
-  return Authenticator.enrol(link.body.uri, { name: `${name}'s phone` });
-}
-
-/** The phone's pending logins, or null when there are none yet. */
-const pendingOn = async (phone: Authenticator) => {
-  const l = await phone.pending();
-  return l.length ? l : null;
-};
 
 /** The same phone, talking to another instance (its enrolment link named the first). */
 const phoneOn = (phone: Authenticator, inst: Instance) => new Authenticator({ ...phone.file, server: inst.url });

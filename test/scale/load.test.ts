@@ -12,6 +12,7 @@ import type { Challenge, Outcome } from '../../src/core/challenge.js';
 import { systemClock } from '../../src/core/clock.js';
 import { ChallengeEngine } from '../../src/core/engine.js';
 import { RedisStore } from '../../src/store/redis/index.js';
+import { dropPrefix } from '../helpers/scale.js';
 import { redisAvailable, requirePeer, testRedisUrl, uniquePrefix } from '../helpers/peers.js';
 
 const N = Number(process.env.SCALE_LOAD_N ?? 10_000);
@@ -53,12 +54,7 @@ describe(`${N} concurrent challenges on two engines sharing one Redis`, () => {
     await a.store.close();
     await b.store.close();
     // Resolved challenges expire by themselves; the indexes and leftovers are removed here.
-    for (let cursor = '0', rounds = 0; rounds < 10_000; rounds++) {
-      const [next, keys] = await raw.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
-      if (keys.length) await raw.del(...keys);
-      cursor = next;
-      if (cursor === '0') break;
-    }
+    await dropPrefix(raw, prefix);
     raw.disconnect();
   });
 

@@ -11,21 +11,12 @@ import { Authenticator } from '../../src/cli/authenticator.js';
 import { haveRedisBinaries, startRedisServer, type RedisServer } from '../helpers/cluster.js';
 import { requirePeer, uniquePrefix } from '../helpers/peers.js';
 import { startInstances, type Group, type Instance } from '../helpers/processes.js';
+import { eventually, pendingOn, pushUser } from '../helpers/scale.js';
 import { accessRequest, Nas } from './nas.js';
 
 const SECRET = 'restart-radius-secret';
 const available = haveRedisBinaries();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function eventually<T>(what: string, probe: () => Promise<T | undefined | null | false>, ms = 5000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await probe();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`${what}: not within ${ms} ms`);
-    await sleep(25);
-  }
-}
 
 /** The /readyz status, 0 when it does not answer within 5 s. */
 const readyz = async (i: Instance) =>
@@ -33,19 +24,6 @@ const readyz = async (i: Instance) =>
     (r) => r.status,
     () => 0,
   );
-
-async function pushUser(via: Instance, name: string, password: string): Promise<Authenticator> {
-  assert.equal((await via.api('POST', '/api/v1/users', { name, password })).status, 201);
-  assert.equal((await via.api('POST', '/api/v1/users/factors', { users: [name], factor: 'push', enabled: true })).body.succeeded, 1);
-  const link = await via.api('POST', `/api/v1/users/${name}/enrolments`);
-  assert.equal(link.status, 201, JSON.stringify(link.body));
-  return Authenticator.enrol(link.body.uri, {});
-}
-
-const pendingOn = async (phone: Authenticator) => {
-  const l = await phone.pending();
-  return l.length ? l : null;
-};
 
 /** A signed answer posted by hand, to see the HTTP status the phone gets. */
 async function answerStatus(phone: Authenticator, server: string, cid: string): Promise<{ status: number; body: any }> {

@@ -16,6 +16,7 @@ import { connectRedis } from '../../src/store/redis/index.js';
 import { haveRedisBinaries, startSentinelGroup, type SentinelGroup } from '../helpers/sentinel.js';
 import { requirePeer, uniquePrefix } from '../helpers/peers.js';
 import { startInstances, type Group, type Instance } from '../helpers/processes.js';
+import { eventually } from '../helpers/scale.js';
 
 const available = haveRedisBinaries();
 const PEER = 'redis-server and redis-cli';
@@ -59,21 +60,6 @@ async function call(inst: Instance, method: string, path: string, body?: unknown
 
 
 const readyz = async (inst: Instance) => (await call(inst, 'GET', '/readyz', undefined, 3000)).status;
-
-async function eventually<T>(what: string, probe: () => Promise<T | undefined | null | false>, ms: number, detail = () => ''): Promise<T> {
-  const end = Date.now() + ms;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await probe();
-      if (v) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > end) throw new Error(`${what}: not within ${ms} ms${last ? ` (last error: ${String(last)})` : ''}\n${detail()}`);
-    await sleep(50);
-  }
-}
 
 /** A raw connection to one data node (no retries: a dead node fails the call). */
 function node(port: number): Redis {

@@ -37,13 +37,43 @@ it('redis keys carry hash tags and TTLs, so nothing leaks and Cluster works', as
     const keys = await raw.keys(`${prefix}:*`);
     for (const k of keys) {
       assert.match(k, /\{[^}]+\}/, `${k} has a hash tag`);
-      if (!k.endsWith(':{users}') && !k.endsWith(':{audit}') && !k.endsWith(':{due}')) {
+      if (!k.endsWith(':{users}') && !k.endsWith(':{audit}') && !/:\{due-\d+\}$/.test(k)) {
         assert.ok((await raw.pttl(k)) > 0, `${k} expires`);
       }
     }
     // The memory per pending challenge stays small.
     const bytes = await raw.call('MEMORY', 'USAGE', key);
     assert.ok(Number(bytes) < 1024, `challenge uses ${bytes} bytes`);
+  } finally {
+    const keys = await raw.keys(`${prefix}:*`);
+    if (keys.length) await raw.del(...keys);
+    raw.disconnect();
+    await store.close();
+  }
+});
+
+it('the deadline index is spread over shards with their own hash tags, and still answers the earliest first', async (t) => {
+  if (!requirePeer(t, await redisAvailable(), 'redis-server')) return;
+  const prefix = uniquePrefix('due');
+  const store = new RedisStore({ url: testRedisUrl(), prefix, auditLimit: 100, commandTimeoutMs: 2000 });
+  const raw = new Redis(testRedisUrl());
+  try {
+    const now = Date.now();
+    // 64 challenges whose deadlines are a shuffled 1..64 s ago.
+    const offsets = Array.from({ length: 64 }, (_, i) => i + 1).sort(() => Math.random() - 0.5);
+    await Promise.all(offsets.map((o, i) => store.challenges.create(challengeAt(`due-${String(i).padStart(2, '0')}-00000000000`, { createdAt: now - 200_000, deadline: now - o * 1000 }), 60_000)));
+    const shards = await raw.keys(`${prefix}:{due-*}`);
+    assert.ok(shards.length >= 8, `spread over ${shards.length} shards`);
+    const tags = new Set(shards.map((k) => /\{([^}]+)\}/.exec(k)![1]));
+    assert.equal(tags.size, shards.length, 'each shard under its own hash tag');
+    assert.equal(await store.challenges.countPending(), 64);
+    const first = await store.challenges.due(now, 10);
+    const expected = offsets.map((o, i) => [o, `due-${String(i).padStart(2, '0')}-00000000000`] as const).sort((a, b) => b[0] - a[0]).slice(0, 10).map(([, id]) => id);
+    assert.deepEqual(first, expected, 'the ten earliest deadlines, earliest first');
+    await store.challenges.forgetDue(first);
+    assert.equal(await store.challenges.countPending(), 54);
+    assert.deepEqual(await store.challenges.due(now - 54_500, 100), [], 'the forgotten ones are gone from every shard');
+    assert.equal((await store.challenges.due(now, 100)).length, 54);
   } finally {
     const keys = await raw.keys(`${prefix}:*`);
     if (keys.length) await raw.del(...keys);

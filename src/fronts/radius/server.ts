@@ -63,7 +63,8 @@ const why: Record<string, string> = {
 export class RadiusFront {
   private socket?: dgram.Socket;
   /** Dedupe keys this instance is answering (so a retransmit here is ignored). */
-  private held = new Set<string>();
+  /** Requests this instance is working on, with the dedupe state it recorded for each. */
+  private held = new Map<string, Seen['s']>();
   private inflight = new Set<Promise<void>>();
 
   constructor(
@@ -146,7 +147,8 @@ export class RadiusFront {
     const send = (buf: Buffer) => this.socket?.send(buf, rinfo.port, rinfo.address);
 
     // A retransmit of what this instance is already working on needs no store round trip.
-    if (this.held.has(key)) return void this.ctx.metrics.radiusDuplicates.inc({ state: 'processing' });
+    const mine = this.held.get(key);
+    if (mine) return void this.ctx.metrics.radiusDuplicates.inc({ state: mine });
 
     // RFC 5080 duplicate detection, shared through the store across instances. 'processing'
     // is a short lease (an instance that dies mid-way must not hold the NAS up for the whole
@@ -167,7 +169,7 @@ export class RadiusFront {
     }
     if (seen !== null) return this.duplicate(req, JSON.parse(seen) as Seen, send, started);
 
-    this.held.add(key);
+    this.held.set(key, 'processing');
     try {
       const reply = await this.decide(req);
       const buf = this.encode(req, reply);
@@ -188,7 +190,7 @@ export class RadiusFront {
     this.ctx.metrics.radiusDuplicates.inc({ state: seen.s });
     if (seen.s === 'done') return send(Buffer.from(seen.reply, 'base64'));
     if (seen.s === 'processing' || this.held.has(req.key)) return;
-    this.held.add(req.key);
+    this.held.set(req.key, 'pending');
     try {
       const reply = this.finalReply(req, await this.ctx.engine.wait(seen.cid));
       const buf = this.encode(req, reply);
@@ -299,6 +301,7 @@ export class RadiusFront {
   private async pushWait(req: Request): Promise<Reply> {
     const c = await this.ctx.login.begin(req.user, null, req.origin, { only: 'push', noScreen: true });
     await this.ctx.store.kv.set(`radius:${req.key}`, JSON.stringify({ s: 'pending', cid: c.id } satisfies Seen), c.deadline - c.createdAt + 60_000);
+    if (this.held.has(req.key)) this.held.set(req.key, 'pending');
     return this.finalReply(req, await this.ctx.engine.wait(c.id));
   }
 

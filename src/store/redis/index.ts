@@ -268,8 +268,14 @@ const toChallenge = (h: Record<string, string>): Challenge | null => {
   return c;
 };
 
+/**
+ * The deadline index is split in this many sorted sets, each in its own slot, so that on
+ * a Redis Cluster every login's ZADD and ZREM do not all land on one master.
+ */
+const DUE_SHARDS = 16;
+
 class RedisChallenges implements ChallengeStore {
-  private readonly dueKey: string;
+  private readonly dueKeys: string[];
   private readonly channel: string;
 
   constructor(
@@ -277,12 +283,19 @@ class RedisChallenges implements ChallengeStore {
     private prefix: string,
     private subscriber: () => Client,
   ) {
-    this.dueKey = `${prefix}:{due}`;
+    this.dueKeys = Array.from({ length: DUE_SHARDS }, (_, i) => `${prefix}:{due-${i}}`);
     this.channel = `${prefix}:outcomes`;
   }
 
   private key(id: string) {
     return `${this.prefix}:ch:{${id}}`;
+  }
+
+  /** The shard of the deadline index that holds `id` (a stable hash of the id). */
+  private dueKey(id: string): string {
+    let h = 0;
+    for (let i = 0; i < id.length; i++) h = (h * 31 + id.charCodeAt(i)) | 0;
+    return this.dueKeys[(h >>> 0) % DUE_SHARDS]!;
   }
 
   async create(c: Challenge, keepAfterMs: number): Promise<void> {
@@ -303,7 +316,7 @@ class RedisChallenges implements ChallengeStore {
           ...(c.number ? ['num', c.number] : []),
           ...(c.bindingMessage ? ['bind', c.bindingMessage] : []),
         ),
-        this.client.zadd(this.dueKey, c.deadline, c.id),
+        this.client.zadd(this.dueKey(c.id), c.deadline, c.id),
       ]),
     );
   }
@@ -324,7 +337,7 @@ class RedisChallenges implements ChallengeStore {
     );
     if (changed === 1) {
       // The deadline index lives in another slot; a stale entry is harmless.
-      this.client.zrem(this.dueKey, id).catch(() => {});
+      this.client.zrem(this.dueKey(id), id).catch(() => {});
     }
     return { changed: changed === 1, challenge: flat ? toChallenge(flatToMap(flat)) : null };
   }
@@ -350,15 +363,30 @@ class RedisChallenges implements ChallengeStore {
   }
 
   async due(now: number, limit: number): Promise<string[]> {
-    return guarded(this.client.zrangebyscore(this.dueKey, '-inf', now, 'LIMIT', 0, limit));
+    // The `limit` earliest of each shard, merged: the `limit` earliest overall.
+    const shards = await guarded(
+      Promise.all(this.dueKeys.map((k) => this.client.zrangebyscore(k, '-inf', now, 'WITHSCORES', 'LIMIT', 0, limit))),
+    );
+    const all: [string, number][] = [];
+    for (const flat of shards) for (let i = 0; i + 1 < flat.length; i += 2) all.push([flat[i]!, Number(flat[i + 1])]);
+    return all
+      .sort((a, b) => a[1] - b[1])
+      .slice(0, limit)
+      .map(([id]) => id);
   }
 
   async forgetDue(ids: string[]): Promise<void> {
-    if (ids.length) await guarded(this.client.zrem(this.dueKey, ...ids));
+    const byShard = new Map<string, string[]>();
+    for (const id of ids) {
+      const k = this.dueKey(id);
+      byShard.set(k, [...(byShard.get(k) ?? []), id]);
+    }
+    await guarded(Promise.all([...byShard].map(([k, members]) => this.client.zrem(k, ...members))));
   }
 
   async countPending(): Promise<number> {
-    return guarded(this.client.zcard(this.dueKey));
+    const counts = await guarded(Promise.all(this.dueKeys.map((k) => this.client.zcard(k))));
+    return counts.reduce((a, b) => a + b, 0);
   }
 }
 
