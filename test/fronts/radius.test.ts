@@ -171,6 +171,8 @@ describe('RADIUS front with radclient as the NAS', () => {
     await phone.answer(p!.challengeId, 'approve');
     const done = await radclient(port, SECRET, { 'User-Name': 'bob', 'User-Password': q(''), State: state });
     assert.equal(done.code, 'Access-Accept', done.output);
+    const again = await radclient(port, SECRET, { 'User-Name': 'bob', 'User-Password': q(''), State: state });
+    assert.equal(again.code, 'Access-Reject', 'a State gets one final answer: a new packet with it is refused');
 
     const second = await radclient(port, SECRET, { 'User-Name': 'bob', 'User-Password': q('bob-pw-2024') });
     const wrong = await radclient(port, SECRET, { 'User-Name': 'bob', 'User-Password': q('000000'), State: second.attributes.State! });

@@ -8,9 +8,11 @@ import { after, before, describe, it } from 'node:test';
 import { createHash } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { Authenticator } from '../../src/cli/authenticator.js';
-import { redisAvailable, requirePeer, testRedisUrl, uniquePrefix } from '../helpers/peers.js';
+import { hasCommand, redisAvailable, requirePeer, testRedisUrl, uniquePrefix } from '../helpers/peers.js';
+import { q, radclient } from '../helpers/radclient.js';
+import { oathTotp } from '../helpers/server.js';
 import { startInstances, type Group, type Instance } from '../helpers/processes.js';
-import { eventually, pendingOn, pushUser } from '../helpers/scale.js';
+import { dropPrefix, eventually, pendingOn, pushUser } from '../helpers/scale.js';
 import { accessRequest, Nas } from './nas.js';
 
 const SECRET = 'scale-radius-secret';
@@ -226,5 +228,56 @@ describe('two Countersign processes on one Redis', () => {
     } finally {
       await nas.close();
     }
+  });
+});
+
+describe('RADIUS challenge mode across instances, with radclient as the NAS', () => {
+  let group: Group | undefined;
+  let raw: Redis;
+  const prefix = uniquePrefix('procs-chal');
+  const peers = up && hasCommand('radclient') && hasCommand('oathtool');
+  before(async () => {
+    if (!peers) return;
+    raw = new Redis(testRedisUrl());
+    group = await startInstances(2, {
+      redisUrl: testRedisUrl(),
+      prefix,
+      config: { radius: { clients: [{ name: 'vpn', address: '127.0.0.1/32', secret: SECRET, mode: 'challenge' }] }, challenge: { deadlineSeconds: 30 } },
+    });
+  });
+  after(async () => {
+    await group?.stop();
+    if (raw) {
+      await dropPrefix(raw, prefix);
+      raw.disconnect();
+    }
+  });
+
+  it('the Access-Challenge comes from A, the answer with its State goes to B; and on after A died', async (t) => {
+    if (!requirePeer(t, peers, `redis-server at ${testRedisUrl()}, radclient and oathtool`)) return;
+    const [A, B] = group!.instances as [Instance, Instance];
+    const phone = await pushUser(A, 'hank', 'hank-pw-2024');
+    assert.equal((await A.api('POST', '/api/v1/users/factors', { users: ['hank'], factor: 'otp', enabled: true })).body.succeeded, 1);
+    const secret: string = (await B.api('POST', '/api/v1/users/hank/otp', {})).body.secret;
+
+    // Push: challenged by A, approved on the phone through B, the NAS's follow-up answered by B.
+    const first = await radclient(A.radiusPort, SECRET, { 'User-Name': 'hank', 'User-Password': q('hank-pw-2024') });
+    assert.equal(first.code, 'Access-Challenge', first.output);
+    const [p] = await eventually('the push', () => pendingOn(phoneOn(phone, B)));
+    assert.match(first.attributes['Reply-Message']!, new RegExp(`\\(ID ${p!.displayCode}\\)`), 'the prompt shows the push\'s ID');
+    await phoneOn(phone, B).answer(p!.challengeId, 'approve');
+    const done = await radclient(B.radiusPort, SECRET, { 'User-Name': 'hank', 'User-Password': q(''), State: first.attributes.State! });
+    assert.equal(done.code, 'Access-Accept', done.output);
+
+    // OTP: challenged by A, then A dies; the NAS sends the code with the State to B.
+    const second = await radclient(A.radiusPort, SECRET, { 'User-Name': 'hank', 'User-Password': q('hank-pw-2024') });
+    assert.equal(second.code, 'Access-Challenge', second.output);
+    await A.kill('SIGKILL');
+    const code = oathTotp(secret);
+    const answered = await radclient(B.radiusPort, SECRET, { 'User-Name': 'hank', 'User-Password': q(code), State: second.attributes.State! });
+    assert.equal(answered.code, 'Access-Accept', answered.output);
+    // The same State again, once decided: no second accept from a replayed answer with another code.
+    const replay = await radclient(B.radiusPort, SECRET, { 'User-Name': 'hank', 'User-Password': q('000000'), State: second.attributes.State! });
+    assert.notEqual(replay.code, 'Access-Accept', replay.output);
   });
 });

@@ -44,6 +44,9 @@ interface Request {
 }
 
 /** An entry of the shared duplicate-detection table. */
+/** How long a spent RADIUS State stays refused: longer than any State lives. */
+const STATE_SPENT_MS = 2 * 3600 * 1000;
+
 type Seen = { s: 'processing' } | { s: 'pending'; cid: string } | { s: 'done'; reply: string };
 
 /** Stops handling a request without answering (the NAS may retransmit). */
@@ -395,6 +398,12 @@ export class RadiusFront {
       }
     }
     if (c.state === 'pending') return this.prompt(c, req.state!, 'Not approved yet. ');
+    // One decided login, one final answer: a State is spent by the first follow-up that gets
+    // one, on whichever instance (a retransmit of that same packet is answered from the reply
+    // cache before it gets here). Another packet with the same State is refused.
+    const spent = !(await this.ctx.store.guards.claimOnce(`radius-state-used:${req.state!.toString('base64url')}`, STATE_SPENT_MS));
+    if (spent) return { code: 'Access-Reject', message: 'This login was already completed; start again', reason: 'state_reused' };
+    await this.ctx.store.kv.delete(stateKey).catch(() => {});
     return this.finalReply(req, c);
   }
 }
