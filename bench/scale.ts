@@ -8,15 +8,18 @@
  *     prefix, driving itself at the same concurrency for the same window —
  *     and the ratio; CPU of every worker and of redis-server is reported, to
  *     say what limits the ratio on this machine;
- *  2. memory: Redis bytes per pending challenge (INFO used_memory delta / N)
- *     and Node heap per waiting request (heap delta / N).
+ *  2. memory: Redis bytes per pending challenge (INFO used_memory delta / N),
+ *     Node heap per engine.wait() (heap delta / N), and Node heap per waiting
+ *     HTTP long-poll in a real server (startServer here, the polls from a child
+ *     process, heap after gc with N parked minus before).
  *
  * Redis: COUNTERSIGN_BENCH_REDIS_URL, else a private redis-server on a free
  * port (no persistence), killed at the end. Runs alternate (1, 2, 1, 2, …)
  * and medians are compared, so a burst of other load skews one round, not the
- * result. Knobs: BENCH_SCALE_ROUNDS (default 3), BENCH_SCALE_MS (window per
- * run, default 4000), BENCH_SCALE_CONCURRENCY (per instance, default 64),
- * BENCH_PENDING (default 10000). Stops by itself; a watchdog ends it at 85 s.
+ * result. Knobs: BENCH_SCALE_ROUNDS (default 5), BENCH_SCALE_MS (window per
+ * run, default 3000), BENCH_SCALE_CONCURRENCY (per instance, default 64),
+ * BENCH_PENDING (default 10000), BENCH_HTTP_PENDING (default 2000). Stops by
+ * itself; a watchdog ends it at 150 s.
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { availableParallelism, cpus } from 'node:os';
@@ -28,12 +31,12 @@ import { ChallengeEngine } from '../src/core/engine.js';
 import { RedisStore } from '../src/store/redis/index.js';
 import { dropPrefix } from '../test/helpers/scale.js';
 
-const WINDOW_MS = Number(process.env.BENCH_SCALE_MS ?? 4000);
-const ROUNDS = Number(process.env.BENCH_SCALE_ROUNDS ?? 3);
+const WINDOW_MS = Number(process.env.BENCH_SCALE_MS ?? 3000);
+const ROUNDS = Number(process.env.BENCH_SCALE_ROUNDS ?? 5);
 const CONCURRENCY = Number(process.env.BENCH_SCALE_CONCURRENCY ?? 64);
 const PENDING = Number(process.env.BENCH_PENDING ?? 10_000);
 const WARMUP_MS = 1000;
-const WATCHDOG_MS = 85_000;
+const WATCHDOG_MS = 150_000;
 
 interface WorkerResult {
   cycles: number;
@@ -188,6 +191,68 @@ async function memory(url: string, raw: Redis): Promise<{ redisBytes: number; no
   return { redisBytes, nodeBytes };
 }
 
+/* ------------------------------------------------- memory per HTTP long-poll */
+
+const HTTP_PENDING = Number(process.env.BENCH_HTTP_PENDING ?? 2000);
+
+/** Child process: parks one long-poll per challenge id it is sent, and holds them until killed. */
+async function poller(): Promise<void> {
+  process.on('disconnect', () => process.exit(0));
+  const { url, token, ids } = await new Promise<{ url: string; token: string; ids: string[] }>((r) => process.once('message', (m) => r(m as never)));
+  for (const id of ids) {
+    fetch(`${url}/api/v1/challenges/${id}/wait?timeout=60`, { headers: { authorization: `Bearer ${token}` } }).catch(() => {});
+  }
+  process.send!({ sent: ids.length });
+}
+
+/**
+ * Node heap per waiting HTTP long-poll in a real server (startServer on the same Redis, in
+ * this process so that gc() can be forced; the polls come from a child process, so no
+ * client-side object is counted): heap after gc with N long-polls parked, minus before.
+ */
+async function httpMemory(url: string, raw: Redis): Promise<number> {
+  const prefix = `csbench-scale-http-${process.pid}`;
+  const { startTestServer } = await import('../test/helpers/server.js');
+  const server = await startTestServer({ COUNTERSIGN_REDIS_URL: url, COUNTERSIGN_REDIS_PREFIX: prefix, COUNTERSIGN_RADIUS_ENABLED: 'false' });
+  let child: ChildProcess | undefined;
+  try {
+    const names = Array.from({ length: HTTP_PENDING }, (_, i) => `mem-http-${i}`);
+    // Users go straight into the store (one login per user can be pending); OTP on in one call.
+    const seed = new RedisStore({ url, prefix, auditLimit: 1000, commandTimeoutMs: 5000 });
+    await Promise.all(names.map((name) => seed.users.create({ name, createdAt: Date.now(), otpEnabled: false, pushEnabled: false })));
+    await seed.close();
+    const bulk = await server.api('POST', '/api/v1/users/factors', { users: names, factor: 'otp', enabled: true });
+    if (bulk.body.succeeded !== HTTP_PENDING) throw new Error(`OTP enrolment: ${JSON.stringify(bulk.body).slice(0, 200)}`);
+    const ids: string[] = [];
+    for (let i = 0; i < names.length; i += 100) {
+      const batch = await Promise.all(names.slice(i, i + 100).map((user) => server.api('POST', '/api/v1/challenges', { user })));
+      ids.push(...batch.map((r) => r.body.id as string));
+    }
+    const settle = async () => {
+      for (let i = 0; i < 3; i++) {
+        global.gc?.();
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      return process.memoryUsage().heapUsed;
+    };
+    const before = await settle();
+    child = fork(fileURLToPath(import.meta.url), ['--poller'], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    children.add(child);
+    const sent = new Promise((r) => child!.once('message', r));
+    child.send({ url: server.url, token: server.adminToken, ids });
+    await sent;
+    const engine = server.ctx.engine;
+    for (let i = 0; i < 300 && engine.waiting < HTTP_PENDING; i++) await new Promise((r) => setTimeout(r, 100));
+    if (engine.waiting < HTTP_PENDING) throw new Error(`only ${engine.waiting} of ${HTTP_PENDING} long-polls parked`);
+    const after = await settle();
+    return (after - before) / HTTP_PENDING;
+  } finally {
+    child?.kill('SIGKILL');
+    await server.close();
+    await dropPrefix(raw, prefix);
+  }
+}
+
 async function main(): Promise<void> {
   const watchdog = setTimeout(() => {
     console.error(`bench/scale: still running after ${WATCHDOG_MS / 1000} s; giving up`);
@@ -254,7 +319,9 @@ async function main(): Promise<void> {
       console.log(`  note: on ${cores} cores the 2-instance runs leave little headroom (${pctOf(busy2)} busy); more instances need more cores, not a faster Redis yet (redis-server stays under half a core).`);
     }
     const mem = await memory(url, raw);
-    console.log(`  memory: ${mem.redisBytes.toFixed(0)} B of Redis per pending challenge, ${mem.nodeBytes.toFixed(0)} B of Node heap per waiting request (${PENDING} pending${global.gc ? '' : '; run with --expose-gc for a steadier heap figure'})`);
+    console.log(`  memory: ${mem.redisBytes.toFixed(0)} B of Redis per pending challenge, ${mem.nodeBytes.toFixed(0)} B of Node heap per waiting engine.wait() (${PENDING} pending${global.gc ? '' : '; run with --expose-gc for a steadier heap figure'})`);
+    const perPoll = await httpMemory(url, raw);
+    console.log(`          ${perPoll.toFixed(0)} B of Node heap per waiting HTTP long-poll in a server (${HTTP_PENDING} parked; socket, request, response and the wait)`);
   } finally {
     raw.disconnect();
     await stopRedis?.();
@@ -263,7 +330,9 @@ async function main(): Promise<void> {
   process.exit(0);
 }
 
-if (process.argv.includes('--worker')) {
+if (process.argv.includes('--poller')) {
+  poller().catch(() => process.exit(1));
+} else if (process.argv.includes('--worker')) {
   worker().catch((err) => {
     process.send?.({ error: String((err as Error)?.stack ?? err) } satisfies FromWorker);
     process.exit(1);
