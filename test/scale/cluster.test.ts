@@ -259,7 +259,8 @@ describe('a Countersign process configured with store.redis.cluster', () => {
 
 /** A user with OTP, a login opened and long-polled on A, approved through B: A hears it at once. */
 async function loginWorks(A: Instance, B: Instance, name: string): Promise<void> {
-  assert.equal((await A.api('POST', '/api/v1/users', { name })).status, 201);
+  const created = await A.api('POST', '/api/v1/users', { name });
+  assert.equal(created.status, 201, `${A.name}: ${JSON.stringify(created.body)}\n${A.output().slice(-3000)}`);
   assert.equal((await A.api('POST', `/api/v1/users/${name}/otp`, {})).status, 200);
   const opened = await A.api('POST', '/api/v1/challenges', { user: name });
   assert.equal(opened.status, 201, JSON.stringify(opened.body));

@@ -82,7 +82,14 @@ export function connectRedis(opts: RedisStoreOptions, extra: RedisOptions = {}):
     // No offline queue: ioredis' Cluster queue has no timeout, so with every node away (or
     // none reached yet at boot) commands and /readyz would wait for the cluster to return
     // instead of failing fast as with one Redis.
-    const cluster = new Cluster(opts.cluster.map(hostPort), { redisOptions: common, enableAutoPipelining: true, enableOfflineQueue: false });
+    const cluster = new Cluster(opts.cluster.map(hostPort), {
+      redisOptions: common,
+      enableAutoPipelining: true,
+      enableOfflineQueue: false,
+      // Re-read the slot map every 2 s (ioredis: 5 s), so a client finds masters that came
+      // back or moved soon, not on the next error.
+      slotsRefreshInterval: 2000,
+    });
     return firstConnectionAwaited(cluster, opts.commandTimeoutMs);
   }
   if (opts.sentinels?.length) {
@@ -223,6 +230,10 @@ export class RedisStore implements Store {
       // everything else): only cluster_state says whether every key can be served.
       const info = await guarded(this.client.cluster('INFO'));
       if (!/^cluster_state:ok\b/m.test(info)) throw new StoreUnavailableError(new Error('Redis Cluster state is not ok'));
+      // And this client reaches the slots: the deadline index's shards sit on (nearly surely)
+      // every master, so reading them goes where logins go. Right after a Cluster came back,
+      // the cluster may say ok while this client's map of it is still being rebuilt.
+      await this.challenges.countPending();
       return;
     }
     await guarded(this.client.ping());
