@@ -43,10 +43,10 @@ interface Request {
   key: string;
 }
 
-/** An entry of the shared duplicate-detection table. */
 /** How long a spent RADIUS State stays refused: longer than any State lives. */
 const STATE_SPENT_MS = 2 * 3600 * 1000;
 
+/** An entry of the shared duplicate-detection table. */
 type Seen = { s: 'processing' } | { s: 'pending'; cid: string } | { s: 'done'; reply: string };
 
 /** Stops handling a request without answering (the NAS may retransmit). */
@@ -65,8 +65,7 @@ const why: Record<string, string> = {
  */
 export class RadiusFront {
   private socket?: dgram.Socket;
-  /** Dedupe keys this instance is answering (so a retransmit here is ignored). */
-  /** Requests this instance is working on, with the dedupe state it recorded for each. */
+  /** Requests this instance is answering (a retransmit here is ignored), with the dedupe state it recorded. */
   private held = new Map<string, Seen['s']>();
   private inflight = new Set<Promise<void>>();
 
