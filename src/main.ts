@@ -109,6 +109,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const adminToken = config.admin.token ?? devSecret(config, 'admin-token', () => randomBytes(24).toString('base64url'), log, 'an admin token');
 
   const store = createStore(config, clock);
+  const scrypt = { N: config.passwords.scryptN, r: 8, p: config.passwords.scryptP };
   const box = SecretBox.fromBase64(secretKey);
   const engine = new ChallengeEngine({
     store,
@@ -121,16 +122,17 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const users = new UserService(store, box, clock, {
     issuer: config.otp.issuer,
     otpDefaults: { type: config.otp.type, algorithm: config.otp.algorithm, digits: config.otp.digits, period: config.otp.period },
-    scrypt: { N: config.passwords.scryptN, r: 8, p: 1 },
+    scrypt,
   });
   const otp = new OtpChecker(store, box, clock, {
     totpWindow: config.otp.totpWindow,
     hotpLookahead: config.otp.hotpLookahead,
     maxFailures: config.otp.maxFailures,
     lockMs: config.otp.lockSeconds * 1000,
+    maxLockMs: config.otp.maxLockSeconds * 1000,
   });
   const audit = new Audit(store, log.child({ component: 'audit' }));
-  const directory = createLocalDirectory({ store, scrypt: { N: config.passwords.scryptN, r: 8, p: 1 } });
+  const directory = createLocalDirectory({ store, scrypt });
   const devices = new DeviceService(store, box, clock, {
     enrolmentMs: config.push.enrolmentSeconds * 1000,
     requestMaxAgeMs: config.push.requestMaxAgeSeconds * 1000,

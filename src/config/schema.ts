@@ -119,8 +119,11 @@ export const configSchema = z.object({
       period: z.number().int().min(10).max(120).default(30),
       totpWindow: z.number().int().min(0).max(10).default(1),
       hotpLookahead: z.number().int().min(1).max(100).default(10),
+      /** Wrong codes in a row (after the first factor) that lock OTP for lockSeconds. */
       maxFailures: z.number().int().min(1).default(10),
+      /** The first lock; each further lock before a good code doubles it, up to maxLockSeconds. */
       lockSeconds: z.number().int().min(1).default(900),
+      maxLockSeconds: z.number().int().min(1).default(86_400),
     })
     .prefault({}),
   push: z
@@ -173,6 +176,11 @@ export const configSchema = z.object({
         .int()
         .refine((n) => n >= 1024 && (n & (n - 1)) === 0, 'scryptN must be a power of two, at least 1024')
         .default(32768),
+      /**
+       * scrypt parallelism. With N=2^15 and r=8, p=3 is one of OWASP's equivalent settings.
+       * Hashes made with other settings are replaced at the user's next good login.
+       */
+      scryptP: z.number().int().min(1).max(16).default(3),
     })
     .prefault({}),
   log: z

@@ -11,7 +11,9 @@ export interface OtpRules {
   /** HOTP counters accepted ahead of the last used one (presses not used). */
   hotpLookahead: number;
   maxFailures: number;
+  /** The first lock; each further lock before a good code doubles it, up to maxLockMs. */
   lockMs: number;
+  maxLockMs: number;
 }
 
 const locked = (until: number) =>
@@ -60,7 +62,7 @@ export class OtpChecker {
     if (match !== null && (await this.store.users.advanceOtp(name, match))) return;
 
     const replay = match !== null;
-    const f = await this.store.users.recordOtpFailure(name, now, this.rules.maxFailures, this.rules.lockMs);
+    const f = await this.store.users.recordOtpFailure(name, now, this.rules.maxFailures, this.rules.lockMs, this.rules.maxLockMs);
     if (f.lockedUntil > now) throw locked(f.lockedUntil);
     throw new CountersignError(
       401,

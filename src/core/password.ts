@@ -6,7 +6,8 @@ export interface ScryptCost {
   p: number;
 }
 
-export const DEFAULT_SCRYPT: ScryptCost = { N: 2 ** 15, r: 8, p: 1 };
+/** One of OWASP's equivalent scrypt settings (32 MiB a hash, p=3). */
+export const DEFAULT_SCRYPT: ScryptCost = { N: 2 ** 15, r: 8, p: 3 };
 
 const derive = (password: string, salt: Buffer, cost: ScryptCost): Promise<Buffer> =>
   new Promise((resolve, reject) => {
@@ -21,7 +22,13 @@ export async function hashPassword(password: string, cost: ScryptCost = DEFAULT_
   return `scrypt$${cost.N}$${cost.r}$${cost.p}$${salt.toString('base64url')}$${key.toString('base64url')}`;
 }
 
-const dummyHashes = new Map<number, Promise<string>>();
+/** True when a stored hash was made with another cost than `cost`: hash it again at the next good login. */
+export function needsRehash(stored: string, cost: ScryptCost): boolean {
+  const [kind, N, r, p] = stored.split('$');
+  return kind !== 'scrypt' || Number(N) !== cost.N || Number(r) !== cost.r || Number(p) !== cost.p;
+}
+
+const dummyHashes = new Map<string, Promise<string>>();
 
 /**
  * Constant-time check. With no stored hash (unknown user, no password set) it
@@ -31,8 +38,9 @@ export async function verifyPassword(password: string, stored: string | undefine
   const parts = stored?.split('$');
   if (!parts || parts.length !== 6 || parts[0] !== 'scrypt') {
     // The same cost as real hashes, so a missing user takes as long as a wrong password.
-    let dummy = dummyHashes.get(cost.N);
-    if (!dummy) dummyHashes.set(cost.N, (dummy = hashPassword('countersign-dummy', cost)));
+    const k = `${cost.N}/${cost.r}/${cost.p}`;
+    let dummy = dummyHashes.get(k);
+    if (!dummy) dummyHashes.set(k, (dummy = hashPassword('countersign-dummy', cost)));
     const [, N, r, p, salt] = (await dummy).split('$');
     await derive(password, Buffer.from(salt!, 'base64url'), { N: Number(N), r: Number(r), p: Number(p) });
     return false;

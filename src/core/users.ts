@@ -171,7 +171,7 @@ export class UserService {
       otpPeriod: p.period,
       otpLast: -1,
       otpFailures: 0,
-      unset: ['otpLockedUntil'],
+      unset: ['otpLockedUntil', 'otpLocks', 'offlineIssued'],
     });
     if (!ok) throw notFound('user', name);
     return this.enrolment(name, secret, p, 0);
@@ -231,7 +231,7 @@ export class UserService {
 
   /** Clears OTP and push lockouts. */
   async unlock(name: string): Promise<UserView> {
-    const ok = await this.store.users.update(name, { otpFailures: 0, unset: ['otpLockedUntil', 'pushLockedUntil', 'pushLockReason'] });
+    const ok = await this.store.users.update(name, { otpFailures: 0, unset: ['otpLockedUntil', 'otpLocks', 'pushLockedUntil', 'pushLockReason'] });
     if (!ok) throw notFound('user', name);
     return this.get(name);
   }

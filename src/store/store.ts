@@ -75,7 +75,10 @@ export interface UserRecord {
   otpPeriod?: number;
   /** Last accepted TOTP step or HOTP counter; -1 when none yet. */
   otpLast?: number;
+  /** Wrong codes since the last good code or lock. */
   otpFailures?: number;
+  /** Locks since the last good code: each doubles the next lock's length. */
+  otpLocks?: number;
   otpLockedUntil?: number;
   /** Console access: admin, or read-only helpdesk; absent for ordinary users. */
   role?: 'admin' | 'helpdesk';
@@ -86,6 +89,8 @@ export interface UserRecord {
   pushLockReason?: string;
   /** The one challenge of this user that may have a push outstanding. */
   pendingChallenge?: string;
+  /** Offline HOTP batches handed out (JSON: workstation, credential, first and last counter). */
+  offlineIssued?: string;
 }
 
 export type UserPatch = Partial<Omit<UserRecord, 'name' | 'createdAt'>> & {
@@ -119,12 +124,19 @@ export interface UserStore {
    * one it replaces, atomically, so two logins racing cannot both keep one.
    */
   swapPending(name: string, challengeId: string): Promise<string | undefined>;
-  /** Counts a failed OTP; locks the factor for lockMs at maxFailures. */
+  /** Replaces the password hash only while it is still `expected`; false otherwise. */
+  replacePasswordHash(name: string, expected: string, hash: string): Promise<boolean>;
+  /**
+   * Counts a failed OTP. At maxFailures the factor locks and the count starts over; the
+   * lock lasts lockMs, doubled for every earlier lock since the last good code, at most
+   * maxLockMs. A lock that has run out no longer counts its failures.
+   */
   recordOtpFailure(
     name: string,
     now: number,
     maxFailures: number,
     lockMs: number,
+    maxLockMs: number,
   ): Promise<{ failures: number; lockedUntil: number }>;
 }
 

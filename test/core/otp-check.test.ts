@@ -17,7 +17,7 @@ const setup = (rules: Partial<ConstructorParameters<typeof OtpChecker>[3]> = {})
     otpDefaults: { type: 'totp', algorithm: 'SHA1', digits: 6, period: 30 },
     scrypt: { N: 1024, r: 8, p: 1 },
   });
-  const otp = new OtpChecker(store, box, clock, { totpWindow: 1, hotpLookahead: 10, maxFailures: 5, lockMs: 60_000, ...rules });
+  const otp = new OtpChecker(store, box, clock, { totpWindow: 1, hotpLookahead: 10, maxFailures: 5, lockMs: 60_000, maxLockMs: 3600_000, ...rules });
   return { clock, store, users, otp };
 };
 
@@ -67,6 +67,31 @@ describe('OTP checking', () => {
     clock.advance(60_000);
     assert.equal(await code(otp.check('carol', good())), 'ok');
     assert.equal((await users.get('carol')).otp.failures, 0);
+  });
+
+  it('after a lock runs out, one wrong code does not lock again; repeated locks grow', async () => {
+    const { clock, users, otp } = setup();
+    await users.create({ name: 'cleo' });
+    const e = await users.enrolOtp('cleo');
+    const good = () => totp(base32Decode(e.secret), clock.now(), { algorithm: 'SHA1', digits: 6, period: 30 });
+    for (let i = 0; i < 4; i++) await code(otp.check('cleo', '000000'));
+    assert.equal(await code(otp.check('cleo', '000000')), 'otp_locked');
+    clock.advance(60_000);
+    assert.equal(await code(otp.check('cleo', '000000')), 'otp_invalid', 'a fresh count after the lock');
+    assert.equal(await code(otp.check('cleo', good())), 'ok', 'the right code gets in');
+    for (let round = 1; round <= 3; round++) {
+      for (let i = 0; i < 4; i++) await code(otp.check('cleo', '000000'));
+      await assert.rejects(otp.check('cleo', '000000'), (err: any) => {
+        assert.equal(err.code, 'otp_locked');
+        assert.equal(err.details.lockedUntil, clock.now() + 60_000 * 2 ** (round - 1), `lock ${round} lasts ${2 ** (round - 1)} minutes`);
+        return true;
+      });
+      clock.advance(60_000 * 2 ** (round - 1));
+    }
+    clock.advance(30_000);
+    assert.equal(await code(otp.check('cleo', good())), 'ok');
+    for (let i = 0; i < 5; i++) await code(otp.check('cleo', '000000'));
+    assert.equal((await users.get('cleo')).otp.lockedUntil, clock.now() + 60_000, 'a good code resets the back-off');
   });
 
   it('refuses users without OTP, and unknown users', async () => {

@@ -3,6 +3,9 @@ import { randomBytes } from 'node:crypto';
 import { it } from 'node:test';
 import { hashPassword, verifyPassword } from '../../src/core/password.js';
 import { SecretBox } from '../../src/core/secretbox.js';
+import { systemClock } from '../../src/core/clock.js';
+import { MemoryStore } from '../../src/store/memory/index.js';
+import createLocalDirectory from '../../plugins/directory-local/index.js';
 
 it('seals secrets with AES-256-GCM bound to their context', () => {
   const box = new SecretBox(randomBytes(32));
@@ -35,4 +38,21 @@ it('hashes passwords with scrypt and verifies them', async () => {
   // NFC and NFD spellings of the same text are the same password.
   const nfc = await hashPassword('caf\u00e9', cost);
   assert.equal(await verifyPassword('cafe\u0301', nfc), true);
+});
+
+it('uses an OWASP scrypt setting by default, and rehashes an older hash at the next good login', async () => {
+  assert.match(await hashPassword('x'), /^scrypt\$32768\$8\$3\$/, 'N=2^15, r=8, p=3');
+  const store = new MemoryStore({ clock: systemClock });
+  const old = await hashPassword('correct horse', { N: 1024, r: 8, p: 1 });
+  await store.users.create({ name: 'ann', passwordHash: old, createdAt: 0, otpEnabled: false, pushEnabled: false });
+  const dir = createLocalDirectory({ store, scrypt: { N: 1024, r: 8, p: 3 } });
+  assert.equal(await dir.verify('ann', 'wrong'), null);
+  assert.equal((await store.users.get('ann'))!.passwordHash, old, 'a wrong password changes nothing');
+  assert.equal(await dir.verify('ann', 'correct horse'), 'ann');
+  const rehashed = (await store.users.get('ann'))!.passwordHash!;
+  assert.match(rehashed, /^scrypt\$1024\$8\$3\$/);
+  assert.equal(await verifyPassword('correct horse', rehashed), true);
+  assert.equal(await dir.verify('ann', 'correct horse'), 'ann');
+  assert.equal((await store.users.get('ann'))!.passwordHash, rehashed, 'no rehash when the cost is current');
+  assert.equal(await store.users.replacePasswordHash('ann', old, 'scrypt$stale'), false, 'a hash changed meanwhile stays changed');
 });

@@ -187,9 +187,37 @@ export function storeContract(name: string, make: () => Promise<Store>): void {
         await ready;
         const name = uid('lock');
         await store.users.create(user(name));
-        for (let i = 1; i < 3; i++) assert.deepEqual(await store.users.recordOtpFailure(name, T0, 3, 60_000), { failures: i, lockedUntil: 0 });
-        assert.deepEqual(await store.users.recordOtpFailure(name, T0, 3, 60_000), { failures: 3, lockedUntil: T0 + 60_000 });
+        for (let i = 1; i < 3; i++) assert.deepEqual(await store.users.recordOtpFailure(name, T0, 3, 60_000, 200_000), { failures: i, lockedUntil: 0 });
+        assert.deepEqual(await store.users.recordOtpFailure(name, T0, 3, 60_000, 200_000), { failures: 3, lockedUntil: T0 + 60_000 });
         assert.equal((await store.users.get(name))!.otpLockedUntil, T0 + 60_000);
+        assert.equal((await store.users.get(name))!.otpFailures, 0, 'the count starts over at a lock');
+      });
+
+      it('replaces a password hash only while it is the expected one', async () => {
+        await ready;
+        const name = uid('rehash');
+        await store.users.create(user(name, { passwordHash: 'scrypt$old' }));
+        assert.equal(await store.users.replacePasswordHash(name, 'scrypt$other', 'scrypt$new'), false);
+        assert.equal(await store.users.replacePasswordHash(name, 'scrypt$old', 'scrypt$new'), true);
+        assert.equal((await store.users.get(name))!.passwordHash, 'scrypt$new');
+        assert.equal(await store.users.replacePasswordHash(uid('ghost'), 'scrypt$old', 'x'), false);
+      });
+
+      it('starts a fresh count after a lock ran out, with a doubled lock next time', async () => {
+        await ready;
+        const name = uid('relock');
+        await store.users.create(user(name));
+        for (let i = 0; i < 3; i++) await store.users.recordOtpFailure(name, T0, 3, 60_000, 200_000);
+        const after = T0 + 60_000;
+        assert.deepEqual(await store.users.recordOtpFailure(name, after, 3, 60_000, 200_000), { failures: 1, lockedUntil: 0 }, 'one wrong code after the lock does not lock again');
+        assert.equal((await store.users.get(name))!.otpLockedUntil, undefined);
+        await store.users.recordOtpFailure(name, after, 3, 60_000, 200_000);
+        assert.deepEqual(await store.users.recordOtpFailure(name, after, 3, 60_000, 200_000), { failures: 3, lockedUntil: after + 120_000 }, 'second lock doubles');
+        for (let i = 0; i < 3; i++) await store.users.recordOtpFailure(name, after + 120_000, 3, 60_000, 200_000);
+        assert.equal((await store.users.get(name))!.otpLockedUntil, after + 120_000 + 200_000, 'capped at maxLockMs');
+        assert.equal(await store.users.advanceOtp(name, 1), true);
+        for (let i = 0; i < 3; i++) await store.users.recordOtpFailure(name, T0 + 10_000_000, 3, 60_000, 200_000);
+        assert.equal((await store.users.get(name))!.otpLockedUntil, T0 + 10_000_000 + 60_000, 'a good code resets the back-off');
       });
     });
 

@@ -188,6 +188,7 @@ class MemoryUsers implements UserStore {
     if (!u || value <= (u.otpLast ?? -1)) return false;
     u.otpLast = value;
     u.otpFailures = 0;
+    delete u.otpLocks;
     return true;
   }
 
@@ -199,12 +200,28 @@ class MemoryUsers implements UserStore {
     return old;
   }
 
-  async recordOtpFailure(name: string, now: number, maxFailures: number, lockMs: number) {
+  async replacePasswordHash(name: string, expected: string, hash: string): Promise<boolean> {
+    const u = this.records.get(name);
+    if (!u || u.passwordHash !== expected) return false;
+    u.passwordHash = hash;
+    return true;
+  }
+
+  async recordOtpFailure(name: string, now: number, maxFailures: number, lockMs: number, maxLockMs: number) {
     const u = this.records.get(name);
     if (!u) return { failures: 0, lockedUntil: 0 };
-    u.otpFailures = (u.otpFailures ?? 0) + 1;
-    if (u.otpFailures >= maxFailures) u.otpLockedUntil = now + lockMs;
-    return { failures: u.otpFailures, lockedUntil: u.otpLockedUntil ?? 0 };
+    if (u.otpLockedUntil !== undefined && u.otpLockedUntil <= now) {
+      u.otpFailures = 0;
+      delete u.otpLockedUntil;
+    }
+    const failures = (u.otpFailures ?? 0) + 1;
+    u.otpFailures = failures;
+    if (failures >= maxFailures) {
+      u.otpLocks = (u.otpLocks ?? 0) + 1;
+      u.otpLockedUntil = now + Math.min(lockMs * 2 ** Math.min(u.otpLocks - 1, 30), maxLockMs);
+      u.otpFailures = 0;
+    }
+    return { failures, lockedUntil: u.otpLockedUntil ?? 0 };
   }
 }
 

@@ -20,7 +20,7 @@ import type {
   UserStore,
 } from '../store.js';
 import { matchesAudit } from '../memory/index.js';
-import { ADVANCE_OTP, CREATE_HASH, HIT, OTP_FAILURE, SWAP_PENDING, TRANSITION, UPDATE_DEVICE, UPDATE_HASH } from './scripts.js';
+import { ADVANCE_OTP, CREATE_HASH, HIT, OTP_FAILURE, REPLACE_PASSWORD_HASH, SWAP_PENDING, TRANSITION, UPDATE_DEVICE, UPDATE_HASH } from './scripts.js';
 
 export interface RedisStoreOptions {
   /** redis://[:password@]host:port/db or rediss://… for a single server. */
@@ -46,8 +46,9 @@ interface Scripts {
   csCreateHash(key: string, ...args: (string | number)[]): Promise<number>;
   csUpdateHash(key: string, ...args: (string | number)[]): Promise<number>;
   csAdvanceOtp(key: string, value: number): Promise<number>;
-  csOtpFailure(key: string, now: number, max: number, lockMs: number): Promise<[number, number]>;
+  csOtpFailure(key: string, now: number, max: number, lockMs: number, maxLockMs: number): Promise<[number, number]>;
   csHit(key: string, windowMs: number): Promise<number>;
+  csReplacePasswordHash(key: string, expected: string, hash: string): Promise<number>;
   csSwapPending(key: string, challengeId: string): Promise<string | null>;
   csUpdateDevice(key: string, id: string, patch: string): Promise<number>;
 }
@@ -185,6 +186,7 @@ export class RedisStore implements Store {
     client.defineCommand('csAdvanceOtp', { numberOfKeys: 1, lua: ADVANCE_OTP });
     client.defineCommand('csOtpFailure', { numberOfKeys: 1, lua: OTP_FAILURE });
     client.defineCommand('csHit', { numberOfKeys: 1, lua: HIT });
+    client.defineCommand('csReplacePasswordHash', { numberOfKeys: 1, lua: REPLACE_PASSWORD_HASH });
     client.defineCommand('csSwapPending', { numberOfKeys: 1, lua: SWAP_PENDING });
     client.defineCommand('csUpdateDevice', { numberOfKeys: 1, lua: UPDATE_DEVICE });
     this.client = client as Client & Scripts;
@@ -407,7 +409,7 @@ class RedisChallenges implements ChallengeStore {
 }
 
 const BOOL_FIELDS = new Set(['otpEnabled', 'pushEnabled', 'numberMatching']);
-const NUM_FIELDS = new Set(['createdAt', 'otpDigits', 'otpPeriod', 'otpLast', 'otpFailures', 'otpLockedUntil', 'pushLockedUntil']);
+const NUM_FIELDS = new Set(['createdAt', 'otpDigits', 'otpPeriod', 'otpLast', 'otpFailures', 'otpLocks', 'otpLockedUntil', 'pushLockedUntil']);
 
 const toUser = (h: Record<string, string>): UserRecord | null => {
   if (!h.name) return null;
@@ -488,8 +490,12 @@ class RedisUsers implements UserStore {
     return (await guarded(this.client.csSwapPending(this.key(name), challengeId))) ?? undefined;
   }
 
-  async recordOtpFailure(name: string, now: number, maxFailures: number, lockMs: number) {
-    const [failures, lockedUntil] = await guarded(this.client.csOtpFailure(this.key(name), now, maxFailures, lockMs));
+  async replacePasswordHash(name: string, expected: string, hash: string): Promise<boolean> {
+    return (await guarded(this.client.csReplacePasswordHash(this.key(name), expected, hash))) === 1;
+  }
+
+  async recordOtpFailure(name: string, now: number, maxFailures: number, lockMs: number, maxLockMs: number) {
+    const [failures, lockedUntil] = await guarded(this.client.csOtpFailure(this.key(name), now, maxFailures, lockMs, maxLockMs));
     return { failures, lockedUntil };
   }
 }

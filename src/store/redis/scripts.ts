@@ -52,17 +52,37 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 local last = tonumber(redis.call('HGET', KEYS[1], 'otpLast') or '-1')
 if tonumber(ARGV[1]) <= last then return 0 end
 redis.call('HSET', KEYS[1], 'otpLast', ARGV[1], 'otpFailures', 0)
+redis.call('HDEL', KEYS[1], 'otpLocks')
 return 1
 `;
 
-/** KEYS[1] user; ARGV: now, maxFailures, lockMs */
+/**
+ * KEYS[1] user; ARGV: now, maxFailures, lockMs, maxLockMs. A lock that ran out starts a
+ * fresh count; each lock since the last good code doubles the next one (up to maxLockMs).
+ */
 export const OTP_FAILURE = `
 if redis.call('EXISTS', KEYS[1]) == 0 then return {0, 0} end
+local now = tonumber(ARGV[1])
+local lockedUntil = tonumber(redis.call('HGET', KEYS[1], 'otpLockedUntil') or '0')
+if lockedUntil > 0 and lockedUntil <= now then
+  redis.call('HSET', KEYS[1], 'otpFailures', 0)
+  redis.call('HDEL', KEYS[1], 'otpLockedUntil')
+  lockedUntil = 0
+end
 local n = redis.call('HINCRBY', KEYS[1], 'otpFailures', 1)
 if n >= tonumber(ARGV[2]) then
-  redis.call('HSET', KEYS[1], 'otpLockedUntil', tonumber(ARGV[1]) + tonumber(ARGV[3]))
+  local locks = redis.call('HINCRBY', KEYS[1], 'otpLocks', 1)
+  lockedUntil = math.floor(now + math.min(tonumber(ARGV[3]) * 2 ^ math.min(locks - 1, 30), tonumber(ARGV[4])))
+  redis.call('HSET', KEYS[1], 'otpLockedUntil', lockedUntil, 'otpFailures', 0)
 end
-return {n, tonumber(redis.call('HGET', KEYS[1], 'otpLockedUntil') or '0')}
+return {n, lockedUntil}
+`;
+
+/** KEYS[1] user; ARGV: expected hash, new hash — a compare-and-set of the password hash. */
+export const REPLACE_PASSWORD_HASH = `
+if redis.call('HGET', KEYS[1], 'passwordHash') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'passwordHash', ARGV[2])
+return 1
 `;
 
 /** KEYS[1] counter; ARGV: windowMs */
