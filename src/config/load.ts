@@ -24,6 +24,7 @@ const ENV_PATHS: Record<string, string[]> = {
   COUNTERSIGN_REDIS_SENTINEL_PASSWORD: ['store', 'redis', 'sentinelPassword'],
   COUNTERSIGN_SECRET_KEY: ['secretKey'],
   COUNTERSIGN_ADMIN_TOKEN: ['admin', 'token'],
+  COUNTERSIGN_METRICS_TOKEN: ['metrics', 'token'],
   COUNTERSIGN_DEADLINE_SECONDS: ['challenge', 'deadlineSeconds'],
   COUNTERSIGN_LOG_LEVEL: ['log', 'level'],
 };
@@ -62,6 +63,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
   const flag = (v: string) => v === 'true' || v === '1';
   if (env.COUNTERSIGN_DEMO !== undefined) setPath(raw, ['demo'], flag(env.COUNTERSIGN_DEMO));
   if (env.COUNTERSIGN_RADIUS_ENABLED !== undefined) setPath(raw, ['radius', 'enabled'], flag(env.COUNTERSIGN_RADIUS_ENABLED));
+  if (env.COUNTERSIGN_HTTP_SECURE_COOKIES !== undefined) setPath(raw, ['http', 'secureCookies'], flag(env.COUNTERSIGN_HTTP_SECURE_COOKIES));
 
   const parsed = configSchema.safeParse(raw);
   if (!parsed.success) throw new ConfigError(`invalid configuration:\n${z.prettifyError(parsed.error)}`);

@@ -39,6 +39,8 @@ export const configSchema = z.object({
       publicUrl: z.url().optional(),
       /** Trust X-Forwarded-For from a reverse proxy (hop count or false). */
       trustProxy: z.union([z.boolean(), z.number().int().min(0)]).default(false),
+      /** Mark the console's cookies Secure even when this hop is plain HTTP (TLS ends at a proxy). */
+      secureCookies: z.boolean().default(false),
     })
     .prefault({}),
   radius: z
@@ -189,6 +191,12 @@ export const configSchema = z.object({
     })
     .prefault({}),
   audit: z.object({ limit: z.number().int().min(100).default(100_000) }).prefault({}),
+  metrics: z
+    .object({
+      /** Bearer token /metrics asks for; without one, /metrics is public. */
+      token: z.string().min(24, 'the metrics token must be at least 24 characters').optional(),
+    })
+    .prefault({}),
   /** Seeds a demo user and prints how to try it (development mode only). */
   demo: z.boolean().default(true),
 });

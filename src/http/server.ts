@@ -1,6 +1,12 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
 import express, { type ErrorRequestHandler, type Express, type RequestHandler } from 'express';
 import { CountersignError } from '../core/errors.js';
 import type { AppContext } from '../context.js';
+
+/** The express setting (from http.secureCookies) that marks cookies Secure even when this hop is plain HTTP. */
+export const SECURE_COOKIES_SETTING = 'countersign secure cookies';
+
+const sha256 = (s: string) => createHash('sha256').update(s).digest();
 
 /**
  * The HTTP shell every front mounts into: health, readiness, metrics, and one
@@ -11,6 +17,7 @@ export function createHttpApp(ctx: AppContext, mount: (app: Express) => void): E
   app.disable('x-powered-by');
   app.set('trust proxy', ctx.config.http.trustProxy);
   app.set('query parser', 'simple');
+  app.set(SECURE_COOKIES_SETTING, ctx.config.http.secureCookies);
 
   app.get('/healthz', (_req, res) => {
     res.json({ status: 'ok' });
@@ -23,7 +30,20 @@ export function createHttpApp(ctx: AppContext, mount: (app: Express) => void): E
       res.status(503).json({ status: 'not ready', store: ctx.store.kind, message: 'the store does not answer' });
     }
   });
-  app.get('/metrics', async (_req, res) => {
+  // Caller: a Prometheus scraper, with metrics.token when one is set (public otherwise).
+  const metricsToken = ctx.config.metrics.token === undefined ? null : sha256(ctx.config.metrics.token);
+  app.get('/metrics', async (req, res) => {
+    if (metricsToken) {
+      const m = /^Bearer\s+(.+)$/i.exec(req.get('authorization') ?? '');
+      // Both sides hashed: equal lengths for timingSafeEqual, and no hint of the token's length.
+      if (!m || !timingSafeEqual(sha256(m[1]!.trim()), metricsToken)) {
+        res
+          .status(401)
+          .set('www-authenticate', 'Bearer realm="metrics"')
+          .json({ error: 'unauthorized', message: '/metrics needs Authorization: Bearer <metrics.token> (COUNTERSIGN_METRICS_TOKEN)' });
+        return;
+      }
+    }
     res.type(ctx.metrics.registry.contentType).send(await ctx.metrics.registry.metrics());
   });
 

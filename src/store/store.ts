@@ -143,6 +143,7 @@ export interface UserStore {
 export interface AuditEvent {
   at: number;
   type: string; // login | fraud | admin | ...
+  actor?: string; // who made an admin change: a console user name, or admin-token
   user?: string;
   front?: string;
   client?: string;

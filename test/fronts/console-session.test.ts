@@ -74,7 +74,8 @@ describe('console sign-in and sessions', () => {
     assert.equal(change.body.error, 'read_only');
     assert.equal((await s.api('GET', '/api/v1/users/plain')).body.push.enabled, false, 'nothing changed');
     assert.equal((await call('GET', '/api/v1/users', undefined, 'cs_console=forged')).body.error, 'session_expired');
-    await call('POST', '/console/api/logout', {}, desk.cookie);
+    assert.equal((await call('POST', '/console/api/logout', {}, desk.cookie)).status, 403, 'signing out needs the CSRF token too');
+    assert.equal((await call('POST', '/console/api/logout', {}, desk.cookie, desk.csrf)).status, 200);
     assert.equal((await call('GET', '/api/v1/users', undefined, desk.cookie)).status, 401);
   });
 });

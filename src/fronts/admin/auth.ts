@@ -7,8 +7,20 @@ import { readCookie, SESSION_COOKIE, type ConsoleSession, type ConsoleSessions }
 const digest = (s: string) => createHash('sha256').update(s).digest();
 const READS = new Set(['GET', 'HEAD']);
 
+export type Caller = { kind: 'token' } | { kind: 'console'; session: ConsoleSession };
+
 /** Who is calling the admin API: the bearer token (full rights) or a console session. */
-export const callerOf = new WeakMap<Request, { kind: 'token' } | { kind: 'console'; session: ConsoleSession }>();
+export const callerOf = new WeakMap<Request, Caller>();
+
+/**
+ * Whether the caller may act on a pending login (approve, reject, answer it,
+ * or hand its id to /validate/check): the token and console admins, not the
+ * helpdesk, who may only look.
+ */
+export const mayDecide = (req: Request): boolean => {
+  const c = callerOf.get(req);
+  return c?.kind === 'token' || (c?.kind === 'console' && c.session.role === 'admin');
+};
 
 /**
  * The admin API's gate. A bearer token is compared in constant time (both
@@ -18,14 +30,14 @@ export const callerOf = new WeakMap<Request, { kind: 'token' } | { kind: 'consol
  */
 export function requireAdmin(ctx: AppContext, token: string, sessions: ConsoleSessions): RequestHandler {
   const expected = digest(token);
-  return async (req, _res, next) => {
+  return async (req, res, next) => {
     const m = /^Bearer\s+(.+)$/i.exec(req.get('authorization') ?? '');
     if (m && timingSafeEqual(digest(m[1]!.trim()), expected)) {
       callerOf.set(req, { kind: 'token' });
       return next();
     }
     if (!m && readCookie(req, SESSION_COOKIE)) {
-      const session = await sessions.get(req, ctx.clock.now());
+      const session = await sessions.get(req, res, ctx.clock.now());
       if (!session) throw new CountersignError(401, 'session_expired', 'your console session has expired; sign in again');
       if (!READS.has(req.method)) {
         sessions.checkCsrf(req, session);

@@ -32,7 +32,7 @@ export function bridgeCredentialRoutes(api: ApiBuilder, ctx: AppContext): void {
     errors: { 404: 'no such credential' },
     handler: async ({ req }) => {
       await ctx.bridgeCredentials.revoke(String(req.params.name));
-      void ctx.audit.record({ at: ctx.clock.now(), type: 'admin', client: String(req.params.name), detail: { action: 'bridge-credential.revoke' } });
+      adminAudit(ctx, req, 'bridge-credential.revoke', { client: String(req.params.name) });
       return { ok: true };
     },
   });

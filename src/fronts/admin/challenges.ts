@@ -1,3 +1,5 @@
+import { createHash } from 'node:crypto';
+import type { Request } from 'express';
 import { z } from 'zod';
 import type { Challenge } from '../../core/challenge.js';
 import { CountersignError, notFound } from '../../core/errors.js';
@@ -5,6 +7,8 @@ import type { ApiBuilder } from '../../http/openapi.js';
 import { userName } from '../../http/validate.js';
 import { waitUpTo } from '../../http/long-poll.js';
 import type { AppContext } from '../../context.js';
+import { adminAudit } from './audit.js';
+import { mayDecide } from './auth.js';
 
 const idParam = (id: unknown) => z.string().regex(/^[A-Za-z0-9_-]{16,64}$/).safeParse(id).data;
 
@@ -13,10 +17,19 @@ const idParam = (id: unknown) => z.string().regex(/^[A-Za-z0-9_-]{16,64}$/).safe
  * no front of their own yet, and the help desk's override.
  */
 export function challengeRoutes(api: ApiBuilder, ctx: AppContext): void {
-  const view = (c: Challenge) => ({
-    ...c,
-    secondsLeft: c.state === 'pending' ? Math.max(0, Math.ceil((c.deadline - ctx.clock.now()) / 1000)) : 0,
-  });
+  /**
+   * A challenge as this caller may see it. Its id is a privacyIDEA transaction
+   * id (/validate/check answers it with an OTP) and its number is what the
+   * phone asks for, so the helpdesk, who may only look, gets neither.
+   */
+  const view = (req: Request, c: Challenge | Omit<Challenge, 'number'>) => {
+    const v = { ...c, secondsLeft: c.state === 'pending' ? Math.max(0, Math.ceil((c.deadline - ctx.clock.now()) / 1000)) : 0 };
+    if (mayDecide(req)) return v;
+    const { id: _id, number: _number, ...rest } = v as typeof v & { number?: string };
+    return rest;
+  };
+  /** Keys a row of the live view across polls without giving away the id. */
+  const ref = (id: string) => createHash('sha256').update(`challenge-ref:${id}`).digest('base64url').slice(0, 16);
   const find = async (raw: unknown) => {
     const id = idParam(raw);
     const c = id ? await ctx.engine.get(id) : null;
@@ -47,8 +60,12 @@ export function challengeRoutes(api: ApiBuilder, ctx: AppContext): void {
         { front: 'api', ip: req.ip, ...body.origin },
         { deadlineMs: body.deadlineSeconds ? body.deadlineSeconds * 1000 : undefined },
       );
+      adminAudit(ctx, req, 'challenge.open', {
+        user: c.user,
+        detail: { challenge: c.id, displayCode: c.displayCode, factors: c.factors, client: body.origin?.client, passwordChecked: body.password !== undefined },
+      });
       res.status(201);
-      return view(c);
+      return view(req, c);
     },
   });
 
@@ -57,12 +74,12 @@ export function challengeRoutes(api: ApiBuilder, ctx: AppContext): void {
     path: '/challenges',
     summary: 'Pending logins, soonest deadline first (for the console’s live view)',
     query: z.object({ limit: z.coerce.number().int().min(1).max(500).default(100) }),
-    handler: async ({ query }) => {
+    handler: async ({ req, query }) => {
       const ids = await ctx.store.challenges.due(Number.MAX_SAFE_INTEGER, query.limit);
       const all = await Promise.all(ids.map((id) => ctx.store.challenges.get(id)));
       const now = ctx.clock.now();
       const pending = all.filter((c): c is Challenge => c !== null && c.state === 'pending' && c.deadline > now);
-      return { challenges: pending.map(({ number: _n, ...c }) => view(c)) };
+      return { challenges: pending.map(({ number: _n, ...c }) => ({ ref: ref(c.id), ...view(req, c) })) };
     },
   });
 
@@ -71,7 +88,7 @@ export function challengeRoutes(api: ApiBuilder, ctx: AppContext): void {
     path: '/challenges/:id',
     summary: 'The state of a challenge',
     errors: { 404: 'unknown or forgotten challenge' },
-    handler: async ({ req }) => view(await find(req.params.id)),
+    handler: async ({ req }) => view(req, await find(req.params.id)),
   });
 
   api.route({
@@ -81,7 +98,7 @@ export function challengeRoutes(api: ApiBuilder, ctx: AppContext): void {
     query: z.object({ timeout: z.coerce.number().min(0).max(60).default(25) }),
     errors: { 404: 'unknown or forgotten challenge' },
     handler: async ({ req, query }) => {
-      return view(await waitUpTo(ctx.engine, await find(req.params.id), query.timeout, req));
+      return view(req, await waitUpTo(ctx.engine, await find(req.params.id), query.timeout, req));
     },
   });
 
@@ -98,7 +115,7 @@ export function challengeRoutes(api: ApiBuilder, ctx: AppContext): void {
     },
     handler: async ({ req, body }) => {
       const c = await find(req.params.id);
-      return view(await ctx.login.answerOtp(c.id, body.code));
+      return view(req, await ctx.login.answerOtp(c.id, body.code));
     },
   });
 
@@ -124,8 +141,8 @@ export function challengeRoutes(api: ApiBuilder, ctx: AppContext): void {
           const state = r.challenge?.state ?? 'unknown';
           throw new CountersignError(409, `challenge_${state}`, `this login is already ${state}`, { state });
         }
-        void ctx.audit.record({ at: ctx.clock.now(), type: 'admin', user: c.user, challengeId: c.id, detail: { action: `challenge.${action}` } });
-        return view(r.challenge!);
+        adminAudit(ctx, req, `challenge.${action}`, { user: c.user, challengeId: c.id, detail: body.reason ? { reason: body.reason } : undefined });
+        return view(req, r.challenge!);
       },
     });
   }

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import QRCode from 'qrcode';
 import type { ApiBuilder } from '../../http/openapi.js';
 import type { AppContext } from '../../context.js';
+import { adminAudit } from './audit.js';
 
 /** Push enrolment links and the devices they produced, per user. */
 export function deviceRoutes(api: ApiBuilder, ctx: AppContext): void {
@@ -13,7 +14,7 @@ export function deviceRoutes(api: ApiBuilder, ctx: AppContext): void {
     handler: async ({ req, res }) => {
       const name = String(req.params.name);
       const link = await ctx.devices.createEnrolment(name);
-      void ctx.audit.record({ at: ctx.clock.now(), type: 'admin', user: name, detail: { action: 'device.enrolment' } });
+      adminAudit(ctx, req, 'device.enrolment', { user: name });
       res.status(201);
       return {
         ...link,
@@ -41,7 +42,12 @@ export function deviceRoutes(api: ApiBuilder, ctx: AppContext): void {
     summary: 'Rename a device',
     body: z.object({ name: z.string().min(1).max(100) }).strict(),
     errors: { 404: 'no such device' },
-    handler: async ({ req, body }) => ctx.devices.view(await ctx.devices.rename(String(req.params.name), String(req.params.id), body.name)),
+    handler: async ({ req, body }) => {
+      const name = String(req.params.name);
+      const device = ctx.devices.view(await ctx.devices.rename(name, String(req.params.id), body.name));
+      adminAudit(ctx, req, 'device.rename', { user: name, detail: { device: String(req.params.id), name: body.name } });
+      return device;
+    },
   });
 
   api.route({
@@ -52,7 +58,7 @@ export function deviceRoutes(api: ApiBuilder, ctx: AppContext): void {
     handler: async ({ req }) => {
       const name = String(req.params.name);
       await ctx.devices.revoke(name, String(req.params.id));
-      void ctx.audit.record({ at: ctx.clock.now(), type: 'admin', user: name, detail: { action: 'device.revoke', device: req.params.id } });
+      adminAudit(ctx, req, 'device.revoke', { user: name, detail: { device: String(req.params.id) } });
       return { ok: true };
     },
   });

@@ -2,7 +2,7 @@ import express, { type Express } from 'express';
 import { z } from 'zod';
 import { ApiBuilder } from '../../http/openapi.js';
 import type { AppContext } from '../../context.js';
-import { requireAdmin } from './auth.js';
+import { mayDecide, requireAdmin } from './auth.js';
 import type { ConsoleSessions } from '../console/sessions.js';
 import { challengeRoutes } from './challenges.js';
 import { deviceRoutes } from './devices.js';
@@ -10,8 +10,16 @@ import { radiusClientRoutes } from './radius.js';
 import { oidcClientRoutes } from './oidc.js';
 import { bridgeCredentialRoutes } from './bridge.js';
 import { userRoutes } from './users.js';
+import type { AuditEvent } from '../../store/store.js';
 
 export const ADMIN_BASE = '/api/v1';
+
+/** An audit event for the helpdesk: an event of a login still pending would otherwise hand them its id. */
+const withoutChallengeIds = ({ challengeId: _id, ...e }: AuditEvent): AuditEvent => {
+  if (!e.detail || !('challenge' in e.detail)) return e;
+  const { challenge: _c, ...detail } = e.detail;
+  return { ...e, detail };
+};
 
 /** The admin API: bearer token, JSON in and out, described at /api/v1/openapi.json. */
 export function mountAdminApi(app: Express, ctx: AppContext, token: string, sessions: ConsoleSessions): void {
@@ -27,7 +35,7 @@ export function mountAdminApi(app: Express, ctx: AppContext, token: string, sess
   router.use(requireAdmin(ctx, token, sessions));
   router.use(express.json({ limit: '2mb' }));
 
-  userRoutes(api, ctx);
+  userRoutes(api, ctx, sessions);
   deviceRoutes(api, ctx);
   radiusClientRoutes(api, ctx);
   oidcClientRoutes(api, ctx);
@@ -44,7 +52,10 @@ export function mountAdminApi(app: Express, ctx: AppContext, token: string, sess
       since: z.coerce.number().int().min(0).optional(),
       limit: z.coerce.number().int().min(1).max(1000).default(100),
     }),
-    handler: async ({ query }) => ({ events: await ctx.store.audit.query(query) }),
+    handler: async ({ req, query }) => {
+      const events = await ctx.store.audit.query(query);
+      return { events: mayDecide(req) ? events : events.map(withoutChallengeIds) };
+    },
   });
   app.use(ADMIN_BASE, router);
 }

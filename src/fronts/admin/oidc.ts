@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import type { ApiBuilder } from '../../http/openapi.js';
 import type { AppContext } from '../../context.js';
+import { adminAudit } from './audit.js';
 
 /** OpenID Connect relying parties added at run time; those in the config file are listed too. */
 export function oidcClientRoutes(api: ApiBuilder, ctx: AppContext): void {
@@ -18,9 +19,9 @@ export function oidcClientRoutes(api: ApiBuilder, ctx: AppContext): void {
       'Register a relying party with OpenID client metadata (client_id, redirect_uris, …; countersign_no_factor deny|allow). A client secret is generated unless given or token_endpoint_auth_method is none; it is returned this once.',
     body: z.object({ client_id: z.string(), redirect_uris: z.array(z.string()).optional() }).passthrough(),
     errors: { 400: 'invalid client metadata', 409: 'the client_id is taken' },
-    handler: async ({ body, res }) => {
+    handler: async ({ req, body, res }) => {
       const c = await ctx.oidcClients.add(body);
-      void ctx.audit.record({ at: ctx.clock.now(), type: 'admin', client: String(c.client_id), detail: { action: 'oidc-client.add' } });
+      adminAudit(ctx, req, 'oidc-client.add', { client: String(c.client_id), detail: { redirectUris: c.redirect_uris } });
       res.status(201);
       return c;
     },
@@ -33,7 +34,7 @@ export function oidcClientRoutes(api: ApiBuilder, ctx: AppContext): void {
     errors: { 400: 'defined in the config file', 404: 'no such client' },
     handler: async ({ req }) => {
       await ctx.oidcClients.remove(String(req.params.id));
-      void ctx.audit.record({ at: ctx.clock.now(), type: 'admin', client: String(req.params.id), detail: { action: 'oidc-client.remove' } });
+      adminAudit(ctx, req, 'oidc-client.remove', { client: String(req.params.id) });
       return { ok: true };
     },
   });

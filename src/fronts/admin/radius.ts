@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import type { ApiBuilder } from '../../http/openapi.js';
 import type { AppContext } from '../../context.js';
+import { adminAudit } from './audit.js';
 
 /** RADIUS clients (NASes) added at run time; those in the config file are listed too. */
 export function radiusClientRoutes(api: ApiBuilder, ctx: AppContext): void {
@@ -17,9 +18,9 @@ export function radiusClientRoutes(api: ApiBuilder, ctx: AppContext): void {
     summary: 'Add a RADIUS client: name, address or CIDR, shared secret, mode (push-wait | append | challenge)',
     body: z.object({}).passthrough(),
     errors: { 400: 'invalid input', 409: 'the name is taken' },
-    handler: async ({ body, res }) => {
+    handler: async ({ req, body, res }) => {
       const c = await ctx.radiusClients.add(body);
-      void ctx.audit.record({ at: ctx.clock.now(), type: 'admin', client: c.name, detail: { action: 'radius-client.add', address: c.address, mode: c.mode } });
+      adminAudit(ctx, req, 'radius-client.add', { client: c.name, detail: { address: c.address, mode: c.mode } });
       res.status(201);
       return c;
     },
@@ -32,7 +33,7 @@ export function radiusClientRoutes(api: ApiBuilder, ctx: AppContext): void {
     errors: { 400: 'defined in the config file', 404: 'no such client' },
     handler: async ({ req }) => {
       await ctx.radiusClients.remove(String(req.params.name));
-      void ctx.audit.record({ at: ctx.clock.now(), type: 'admin', client: String(req.params.name), detail: { action: 'radius-client.remove' } });
+      adminAudit(ctx, req, 'radius-client.remove', { client: String(req.params.name) });
       return { ok: true };
     },
   });

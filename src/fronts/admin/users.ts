@@ -3,6 +3,9 @@ import QRCode from 'qrcode';
 import type { ApiBuilder } from '../../http/openapi.js';
 import { userName } from '../../http/validate.js';
 import type { AppContext } from '../../context.js';
+import type { UserRecord } from '../../store/store.js';
+import type { ConsoleSessions } from '../console/sessions.js';
+import { adminAudit } from './audit.js';
 
 const otpParams = z
   .object({
@@ -21,7 +24,21 @@ const withQr = async <T extends { uri: string }>(e: T) => ({
   qrPng: await QRCode.toDataURL(e.uri, { margin: 2, scale: 6 }),
 });
 
-export function userRoutes(api: ApiBuilder, ctx: AppContext): void {
+/** Runs `fn` over `items` with at most `limit` in flight, keeping their order. */
+async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = new Array(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return out;
+}
+
+export function userRoutes(api: ApiBuilder, ctx: AppContext, sessions: ConsoleSessions): void {
   api.route({
     method: 'get',
     path: '/users',
@@ -48,9 +65,9 @@ export function userRoutes(api: ApiBuilder, ctx: AppContext): void {
       })
       .strict(),
     errors: { 400: 'invalid input', 409: 'the name is taken' },
-    handler: async ({ body, res }) => {
+    handler: async ({ req, body, res }) => {
       const user = await ctx.users.create(body);
-      void ctx.audit.record({ at: ctx.clock.now(), type: 'admin', user: body.name, detail: { action: 'user.create' } });
+      adminAudit(ctx, req, 'user.create', { user: body.name, detail: { role: body.role, withPassword: body.password !== undefined } });
       res.status(201);
       return user;
     },
@@ -70,13 +87,23 @@ export function userRoutes(api: ApiBuilder, ctx: AppContext): void {
       })
       .strict(),
     errors: { 400: 'invalid input' },
-    handler: async ({ body }) => {
+    handler: async ({ req, body }) => {
+      // Read first so the audit can name the users whose factor really changed, not every name asked for.
+      const before = new Map<string, UserRecord | null>();
+      const names = [...new Set(body.users)];
+      (await mapLimit(names, 64, (n) => ctx.store.users.get(n))).forEach((u, i) => before.set(names[i]!, u));
       const results = await ctx.users.setFactor(body.users, body.factor, body.enabled, body.otp);
       const succeeded = results.filter((r) => r.ok).length;
-      void ctx.audit.record({
-        at: ctx.clock.now(),
-        type: 'admin',
-        detail: { action: `${body.factor}.${body.enabled ? 'enable' : 'disable'}`, users: results.length, succeeded },
+      const changed = results
+        .filter((r) => {
+          if (!r.ok) return false;
+          const u = before.get(r.name);
+          const was = body.factor === 'push' ? u?.pushEnabled : u?.otpEnabled;
+          return Boolean(r.otp) || was !== body.enabled;
+        })
+        .map((r) => r.name);
+      adminAudit(ctx, req, `${body.factor}.${body.enabled ? 'enable' : 'disable'}`, {
+        detail: { requested: results.length, succeeded, failed: results.length - succeeded, changed },
       });
       return { succeeded, failed: results.length - succeeded, results };
     },
@@ -104,7 +131,25 @@ export function userRoutes(api: ApiBuilder, ctx: AppContext): void {
       })
       .strict(),
     errors: { 404: 'no such user' },
-    handler: ({ req, body }) => ctx.users.update(String(req.params.name), body),
+    handler: async ({ req, body }) => {
+      const name = String(req.params.name);
+      const before = await ctx.users.require(name);
+      const user = await ctx.users.update(name, body);
+      // A new or removed password or role voids what the old one let in: the console sessions.
+      const roleChanged = body.role !== undefined && (body.role ?? undefined) !== before.role;
+      const passwordChanged = body.password !== undefined;
+      const sessionsEnded = roleChanged || passwordChanged ? await sessions.endAll(name, ctx.clock.now()) : undefined;
+      adminAudit(ctx, req, 'user.update', {
+        user: name,
+        detail: {
+          fields: Object.keys(body),
+          ...(roleChanged ? { role: body.role, previousRole: before.role ?? null } : {}),
+          ...(passwordChanged ? { password: body.password === null ? 'removed' : 'set' } : {}),
+          ...(sessionsEnded !== undefined ? { sessionsEnded } : {}),
+        },
+      });
+      return user;
+    },
   });
 
   api.route({
@@ -115,7 +160,8 @@ export function userRoutes(api: ApiBuilder, ctx: AppContext): void {
     handler: async ({ req }) => {
       const name = String(req.params.name);
       await ctx.users.delete(name);
-      void ctx.audit.record({ at: ctx.clock.now(), type: 'admin', user: name, detail: { action: 'user.delete' } });
+      const sessionsEnded = await sessions.endAll(name, ctx.clock.now());
+      adminAudit(ctx, req, 'user.delete', { user: name, detail: { sessionsEnded } });
       return { ok: true };
     },
   });
@@ -129,7 +175,7 @@ export function userRoutes(api: ApiBuilder, ctx: AppContext): void {
     handler: async ({ req, body }) => {
       const name = String(req.params.name);
       const enrolment = await ctx.users.enrolOtp(name, body);
-      void ctx.audit.record({ at: ctx.clock.now(), type: 'admin', user: name, detail: { action: 'otp.enrol' } });
+      adminAudit(ctx, req, 'otp.enrol', { user: name, detail: { type: enrolment.params.type } });
       return withQr(enrolment);
     },
   });
@@ -140,7 +186,12 @@ export function userRoutes(api: ApiBuilder, ctx: AppContext): void {
     summary: 'Bring a drifted HOTP token back with two consecutive codes',
     body: z.object({ code1: z.string().regex(/^\d{6,8}$/), code2: z.string().regex(/^\d{6,8}$/) }).strict(),
     errors: { 400: 'not an HOTP user, or the codes do not match', 404: 'no such user' },
-    handler: ({ req, body }) => ctx.users.resyncHotp(String(req.params.name), body.code1, body.code2),
+    handler: async ({ req, body }) => {
+      const name = String(req.params.name);
+      const user = await ctx.users.resyncHotp(name, body.code1, body.code2);
+      adminAudit(ctx, req, 'otp.resync', { user: name });
+      return user;
+    },
   });
 
   api.route({
@@ -151,8 +202,23 @@ export function userRoutes(api: ApiBuilder, ctx: AppContext): void {
     handler: async ({ req }) => {
       const name = String(req.params.name);
       const user = await ctx.users.unlock(name);
-      void ctx.audit.record({ at: ctx.clock.now(), type: 'admin', user: name, detail: { action: 'otp.unlock' } });
+      adminAudit(ctx, req, 'otp.unlock', { user: name });
       return user;
+    },
+  });
+
+  // Caller: the admin token or a console admin (the gate refuses the helpdesk any POST).
+  api.route({
+    method: 'post',
+    path: '/users/:name/sessions/revoke',
+    summary: 'Sign a user out of the console everywhere: every console session of theirs ends at once',
+    errors: { 404: 'no such user' },
+    handler: async ({ req }) => {
+      const name = String(req.params.name);
+      await ctx.users.require(name);
+      const sessionsEnded = await sessions.endAll(name, ctx.clock.now());
+      adminAudit(ctx, req, 'console.sessions-revoke', { user: name, detail: { sessionsEnded } });
+      return { ok: true, sessionsEnded };
     },
   });
 

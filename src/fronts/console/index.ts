@@ -1,13 +1,14 @@
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import express, { type Express, type Request } from 'express';
+import express, { type Express, type Request, type Response } from 'express';
 import { z } from 'zod';
 import { CountersignError } from '../../core/errors.js';
 import { newToken } from '../../core/ids.js';
 import { parse, userName } from '../../http/validate.js';
 import type { AppContext } from '../../context.js';
-import { ConsoleSessions, LOGIN_COOKIE, readCookie, setCookie, type Role } from './sessions.js';
+import { adminAudit } from '../admin/audit.js';
+import { ConsoleSessions, LOGIN_COOKIE, readCookie, setCookie, type ConsoleSession } from './sessions.js';
 
 const digest = (s: string) => createHash('sha256').update(s).digest('base64url');
 
@@ -33,7 +34,7 @@ export function mountConsole(app: Express, ctx: AppContext, sessions: ConsoleSes
     const t = readCookie(req, LOGIN_COOKIE);
     const raw = t ? await ctx.store.kv.get(`console-login:${digest(t)}`) : null;
     if (!raw) throw new CountersignError(401, 'no_sign_in', 'no sign-in is in progress in this browser; start again');
-    return { key: `console-login:${digest(t!)}`, ...(JSON.parse(raw) as { user: string; role: Role; cid: string }) };
+    return { key: `console-login:${digest(t!)}`, ...(JSON.parse(raw) as { user: string; cid: string; at: number }) };
   };
 
   api.post('/login', async (req, res) => {
@@ -54,7 +55,7 @@ export function mountConsole(app: Express, ctx: AppContext, sessions: ConsoleSes
       throw err;
     }
     const token = newToken(24);
-    await ctx.store.kv.set(`console-login:${digest(token)}`, JSON.stringify({ user: u.name, role: u.role, cid: c.id }), c.deadline - ctx.clock.now());
+    await ctx.store.kv.set(`console-login:${digest(token)}`, JSON.stringify({ user: u.name, cid: c.id, at: ctx.clock.now() }), c.deadline - ctx.clock.now());
     setCookie(req, res, LOGIN_COOKIE, token, c.deadline - ctx.clock.now());
     res.json({ displayCode: c.displayCode, number: c.number, factors: c.factors, deadline: c.deadline });
   });
@@ -90,20 +91,45 @@ export function mountConsole(app: Express, ctx: AppContext, sessions: ConsoleSes
     }
     await ctx.store.kv.delete(l.key);
     setCookie(req, res, LOGIN_COOKIE, '', 0);
-    const s = await sessions.create(req, res, l.user, l.role, ctx.clock.now());
-    void ctx.audit.record({ at: ctx.clock.now(), type: 'admin', user: l.user, ip: req.ip, detail: { action: 'console.sign-in', role: l.role } });
+    // The role as it is now, and no session for a password or role that changed (or was ended) mid sign-in.
+    const u = await ctx.store.users.get(l.user);
+    if (!u?.role || (await sessions.endedSince(l.user, l.at))) {
+      throw new CountersignError(401, 'sign_in_revoked', 'this administrator’s access changed during the sign-in; start again');
+    }
+    const s = await sessions.create(req, res, u.name, u.role, ctx.clock.now());
+    adminAudit(ctx, req, 'console.sign-in', { user: s.user, detail: { role: s.role } }, { kind: 'console', session: s });
     res.json({ user: s.user, role: s.role, csrf: s.csrf });
   });
 
-  api.get('/session', async (req, res) => {
-    const s = await sessions.get(req, ctx.clock.now());
+  const requireSession = async (req: Request, res: Response): Promise<ConsoleSession> => {
+    const s = await sessions.get(req, res, ctx.clock.now());
     if (!s) throw new CountersignError(401, 'session_expired', 'not signed in');
+    return s;
+  };
+
+  // Caller: a console session (admin or helpdesk).
+  api.get('/session', async (req, res) => {
+    const s = await requireSession(req, res);
     res.json({ user: s.user, role: s.role, csrf: s.csrf });
   });
 
+  // Caller: a console session (admin or helpdesk), or a browser whose session is already gone.
   api.post('/logout', async (req, res) => {
+    const s = await sessions.get(req, res, ctx.clock.now());
+    // A forged cross-site sign-out is only a nuisance, but the token is at hand: a live session must show it.
+    if (s) sessions.checkCsrf(req, s);
     await sessions.destroy(req, res);
     res.json({ ok: true });
+  });
+
+  // Caller: a console session (admin or helpdesk), for their own sessions; CSRF-checked.
+  api.post('/logout-everywhere', async (req, res) => {
+    const s = await requireSession(req, res);
+    sessions.checkCsrf(req, s);
+    const sessionsEnded = await sessions.endAll(s.user, ctx.clock.now());
+    await sessions.destroy(req, res);
+    adminAudit(ctx, req, 'console.sign-out-everywhere', { user: s.user, detail: { sessionsEnded } }, { kind: 'console', session: s });
+    res.json({ ok: true, sessionsEnded });
   });
 
   app.use('/console/api', api);

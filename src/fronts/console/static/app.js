@@ -477,6 +477,28 @@
     showSignin('You are signed out.', 'info');
   });
 
+  $('signout-all').addEventListener('click', async (e) => {
+    const button = e.currentTarget;
+    const ok = await confirmDialog({
+      title: 'End all your sessions?',
+      message: 'You will be signed out of the console in every browser, this one included. Do this when a computer you used may be in other hands.',
+      confirmLabel: 'End all sessions',
+      danger: true,
+    });
+    if (!ok) return;
+    button.disabled = true;
+    hideError();
+    try {
+      const r = await api('POST', '/console/api/logout-everywhere', {});
+      showSignin(`You are signed out everywhere (${plural(r.sessionsEnded, 'session')} ended).`, 'info');
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 401) showSignin('Your console session has ended. Sign in again.', 'warning');
+      else showError(err);
+    } finally {
+      button.disabled = false;
+    }
+  });
+
   // ───────────────────────── users ─────────────────────────
 
   const users = {
@@ -1093,8 +1115,10 @@
     const tbody = $('live-table').tBodies[0];
     const seen = new Set();
     for (const c of list) {
-      seen.add(c.id);
-      let row = liveRows.get(c.id);
+      // The helpdesk is not given challenge ids (they answer logins): rows are keyed by the opaque ref.
+      const key = c.ref || c.id;
+      seen.add(key);
+      let row = liveRows.get(key);
       if (!row) {
         const total = Math.max(1, Math.round((c.deadline - c.createdAt) / 1000));
         const fill = svg('rect', { class: 'meter-fill', x: 0, y: 0, height: 6, rx: 3, width: 0 });
@@ -1111,16 +1135,24 @@
         );
         const tr = el(
           'tr',
-          { dataset: { id: c.id }, class: liveFirst ? '' : 'fresh' },
+          { dataset: c.id ? { id: c.id, ref: key } : { ref: key }, class: liveFirst ? '' : 'fresh' },
           el('th', { scope: 'row', class: 'name' }, el('a', { href: `#/users/${enc(c.user)}`, text: c.user })),
           from,
           el('td', { class: 'display-id mono', text: c.displayCode }),
           el('td', { text: (c.factors || []).map(factorName).join(', ') }),
           el('td', { text: fmtTime(c.createdAt) }),
           el('td', { class: 'time-left' }, meter, left),
+          isAdmin() && c.id
+            ? el(
+                'td',
+                { class: 'row-actions needs-admin' },
+                el('button', { type: 'button', class: 'btn small', text: 'Approve', 'aria-label': `Approve the login of ${c.user} (ID ${c.displayCode})`, on: { click: (e) => decideLogin(c, 'approve', e.currentTarget) } }),
+                el('button', { type: 'button', class: 'btn small danger-outline', text: 'Reject', 'aria-label': `Reject the login of ${c.user} (ID ${c.displayCode})`, on: { click: (e) => decideLogin(c, 'reject', e.currentTarget) } }),
+              )
+            : null,
         );
         row = { tr, fill, left, total };
-        liveRows.set(c.id, row);
+        liveRows.set(key, row);
         setTimeout(() => tr.classList.remove('fresh'), 1200);
       }
       const s = Math.max(0, c.secondsLeft);
@@ -1142,6 +1174,24 @@
       liveLastCount = list.length;
       $('live-summary').textContent = list.length ? `${plural(list.length, 'login')} waiting` : 'No login waiting';
     }
+  }
+
+  /** An administrator decides a login in the user's stead: only after saying what that means. */
+  async function decideLogin(c, decision, button) {
+    const approve = decision === 'approve';
+    const ok = await confirmDialog({
+      title: approve ? 'Approve this login?' : 'Reject this login?',
+      message: approve
+        ? `${c.user} will be signed in (ID ${c.displayCode}) without their second factor. Approve only when you have made sure it is really them.`
+        : `The login of ${c.user} (ID ${c.displayCode}) will be denied.`,
+      confirmLabel: approve ? 'Approve login' : 'Reject login',
+      danger: !approve,
+    });
+    if (!ok) return;
+    await act(button, async () => {
+      await api('POST', `/api/v1/challenges/${enc(c.id)}/${decision}`, { reason: 'by administrator in the console' });
+      toast(`The login of ${c.user} was ${approve ? 'approved' : 'rejected'}.`);
+    });
   }
 
   // ───────────────────────── clients ─────────────────────────
@@ -1241,11 +1291,16 @@
     const tbody = $('audit-table').tBodies[0];
     clear(tbody);
     for (const e of events) {
-      const detailText = e.detail
-        ? Object.entries(e.detail)
-            .map(([k, v]) => (k === 'action' ? String(v) : `${k}: ${typeof v === 'object' ? JSON.stringify(v) : String(v)}`))
-            .join(' · ')
-        : '';
+      const detailText = [
+        ...(e.detail
+          ? Object.entries(e.detail)
+              .filter(([k]) => k !== 'actorRole')
+              .map(([k, v]) => (k === 'action' ? String(v) : `${k}: ${typeof v === 'object' ? JSON.stringify(v) : String(v)}`))
+          : []),
+        e.actor ? `by ${e.actor}${e.detail && e.detail.actorRole ? ` (${e.detail.actorRole})` : ''}` : '',
+      ]
+        .filter(Boolean)
+        .join(' · ');
       tbody.append(
         el(
           'tr',
