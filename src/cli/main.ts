@@ -38,7 +38,10 @@ OpenID Connect relying parties:
   countersign oidc-client delete CLIENT_ID
 
 Windows logon bridge:
-  countersign bridge-credential add NAME [--workstation]   prints the API token once (default scope: fleet)
+  countersign bridge-credential add NAME [--workstation] [--workstations W1,PC-*]
+                                             prints the API token once. --workstation: bound to one
+                                             workstation (NAME, or the one name given); otherwise a fleet
+                                             bound to the names or patterns given (default: any)
   countersign bridge-credential list
   countersign bridge-credential revoke NAME
 
@@ -135,6 +138,7 @@ export async function main(argv: string[]): Promise<number> {
       'no-factor': { type: 'string' },
       public: { type: 'boolean' },
       workstation: { type: 'boolean' },
+      workstations: { type: 'string' },
       name: { type: 'string' },
       platform: { type: 'string' },
       'push-token': { type: 'string' },
@@ -370,13 +374,14 @@ export async function main(argv: string[]): Promise<number> {
     switch (sub) {
       case 'add': {
         need(1, 'NAME');
-        const c = await api.call('POST', '/bridge-credentials', { name: args[0], scope: o.workstation ? 'workstation' : 'fleet' });
-        show(c, () => `created ${c.scope} credential ${c.name}\ntoken (shown once): ${c.token}`);
+        const workstations = o.workstations?.split(',').map((w) => w.trim()).filter(Boolean);
+        const c = await api.call('POST', '/bridge-credentials', { name: args[0], scope: o.workstation ? 'workstation' : 'fleet', workstations });
+        show(c, () => `created ${c.scope} credential ${c.name} for ${c.workstations.join(', ')}\ntoken (shown once): ${c.token}`);
         return 0;
       }
       case 'list': {
         const r = await api.call('GET', '/bridge-credentials');
-        show(r, () => r.credentials.map((c: any) => `${c.name}  ${c.scope}  since ${new Date(c.createdAt).toISOString()}`).join('\n') || 'no bridge credentials');
+        show(r, () => r.credentials.map((c: any) => `${c.name}  ${c.scope}  ${c.workstations.join(',')}  since ${new Date(c.createdAt).toISOString()}`).join('\n') || 'no bridge credentials');
         return 0;
       }
       case 'revoke': {

@@ -12,6 +12,11 @@ export interface Origin {
   client?: string; // relying party, NAS or workstation name
   ip?: string;
   userAgent?: string;
+  /**
+   * Who opened it on the front's side: a bridge credential's name, or `privacyidea`. Only
+   * that caller may poll, answer or cancel it there.
+   */
+  via?: string;
 }
 
 export interface Challenge {

@@ -82,6 +82,21 @@ export class LoginService extends EventEmitter<{ otpFailure: [string]; pushFaile
     return c;
   }
 
+  /**
+   * A login that is answered in the same request that opens it (a code typed with the
+   * password): a wrong or reused code ends it at once instead of leaving it pending.
+   */
+  async otpOnce(user: string, code: string, origin: Origin): Promise<Challenge> {
+    const c = await this.begin(user, null, origin, { only: 'otp' });
+    try {
+      return await this.answerOtp(c.id, code);
+    } catch (err) {
+      const reason = err instanceof CountersignError ? err.code : 'error';
+      await this.engine.reject(c.id, 'otp', reason).catch(() => {});
+      throw err;
+    }
+  }
+
   async requirePending(id: string): Promise<Challenge> {
     const c = await this.engine.get(id);
     if (!c) throw notFound('challenge', id);

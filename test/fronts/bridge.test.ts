@@ -97,16 +97,21 @@ describe('Windows logon bridge', () => {
       if (!requirePeer(t, hasCommand('oathtool'), 'oathtool')) return;
       await s.api('POST', '/api/v1/users', { name: 'erik', password: 'erik-pw' });
       const secret = (await s.api('POST', '/api/v1/users/erik/otp', { type: 'hotp' })).body.secret;
-      assert.equal((await bridge('POST', '/offline', { user: 'dana', workstation: 'ws-9' })).body.error, 'offline_needs_hotp');
-      const r = await bridge('POST', '/offline', { user: 'erik', workstation: 'ws-9' });
+      assert.equal((await bridge('POST', '/offline', { user: 'erik', workstation: 'ws-9', loginId: 'A'.repeat(24) })).body.error, 'no_approved_logon');
+      // Offline values come right after an approved online logon at that workstation.
+      const online = await bridge('POST', '/logins', { user: 'erik', password: 'erik-pw', workstation: 'ws-9' });
+      assert.equal((await bridge('POST', `/logins/${online.body.challengeId}/otp`, { code: hotpCode(secret, 0) })).body.status, 'approved');
+      const r = await bridge('POST', '/offline', { user: 'erik', workstation: 'ws-9', loginId: online.body.challengeId });
+      assert.equal(r.status, 200, JSON.stringify(r.body));
       const batch = r.body as OfflineBatch;
       assert.equal(batch.values.length, 20);
-      assert.ok(!JSON.stringify(batch).includes(hotpCode(secret, 0)), 'no code in clear');
+      assert.equal(batch.values[0]!.counter, 1);
+      assert.ok(!JSON.stringify(batch).includes(hotpCode(secret, 1)), 'no code in clear');
       // The workstation, offline, checks what the user types.
       assert.equal(await checkOffline(batch, hotpCode(secret, 3)), 3);
       assert.equal(await checkOffline(batch, '000000'), null);
       // Back online: counter 3 was used, so it and everything before it are dead online.
-      await bridge('POST', '/offline/used', { user: 'erik', workstation: 'ws-9', counters: [3] });
+      assert.equal((await bridge('POST', '/offline/used', { user: 'erik', workstation: 'ws-9', counters: [3] })).status, 200);
       const again = await s.api('POST', '/api/v1/otp/verify', { user: 'erik', code: hotpCode(secret, 3) });
       assert.equal(again.body.error, 'otp_replayed');
       assert.equal((await s.api('POST', '/api/v1/otp/verify', { user: 'erik', code: hotpCode(secret, 4) })).status, 200);
@@ -114,9 +119,9 @@ describe('Windows logon bridge', () => {
   });
 
   describe('privacyIDEA-compatible API, as the privacyIDEA Credential Provider calls it', () => {
-    /** Two-step: an empty pass triggers the challenges, then poll every 500 ms. */
+    /** Two-step with the Windows password (otppin=userstore): it triggers the challenges, then poll every 500 ms. */
     const startPi = async () => {
-      const r = await pi('POST', '/validate/check', { user: 'dana', realm: 'corp', pass: '' });
+      const r = await pi('POST', '/validate/check', { user: 'dana', realm: 'corp', pass: 'dana-pw' });
       assert.equal(r.status, 200);
       assert.equal(r.body.result.authentication, 'CHALLENGE');
       assert.equal(r.body.result.value, false);

@@ -1,6 +1,8 @@
 import { z } from 'zod';
+import { WORKSTATION_PATTERN } from '../bridge/credentials.js';
 import type { ApiBuilder } from '../../http/openapi.js';
 import type { AppContext } from '../../context.js';
+import { adminAudit } from './audit.js';
 
 /** API credentials for Windows credential providers. */
 export function bridgeCredentialRoutes(api: ApiBuilder, ctx: AppContext): void {
@@ -15,11 +17,22 @@ export function bridgeCredentialRoutes(api: ApiBuilder, ctx: AppContext): void {
     method: 'post',
     path: '/bridge-credentials',
     summary: 'Create a credential for one workstation or a fleet; the token is returned this once',
-    body: z.object({ name: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/), scope: z.enum(['workstation', 'fleet']).default('fleet') }).strict(),
+    body: z
+      .object({
+        name: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/),
+        scope: z.enum(['workstation', 'fleet']).default('fleet'),
+        workstations: z
+          .array(z.string().regex(WORKSTATION_PATTERN))
+          .min(1)
+          .max(100)
+          .optional()
+          .describe('the workstation names it may speak for (fleet: patterns such as PC-*; default any). A workstation credential: its one name (default: the credential name)'),
+      })
+      .strict(),
     errors: { 400: 'invalid input', 409: 'the name is taken' },
-    handler: async ({ body, res }) => {
-      const r = await ctx.bridgeCredentials.create(body.name, body.scope, ctx.clock.now());
-      void ctx.audit.record({ at: ctx.clock.now(), type: 'admin', client: body.name, detail: { action: 'bridge-credential.add' } });
+    handler: async ({ req, body, res }) => {
+      const r = await ctx.bridgeCredentials.create(body.name, body.scope, ctx.clock.now(), body.workstations);
+      adminAudit(ctx, req, 'bridge-credential.add', { client: body.name, detail: { scope: body.scope, workstations: r.credential.workstations } });
       res.status(201);
       return { ...r.credential, token: r.token };
     },

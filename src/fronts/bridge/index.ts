@@ -1,7 +1,7 @@
 import express, { type Express, type Request } from 'express';
 import { z } from 'zod';
 import type { Challenge } from '../../core/challenge.js';
-import { notFound } from '../../core/errors.js';
+import { CountersignError, notFound } from '../../core/errors.js';
 import { OfflineOtp } from '../../core/offline.js';
 import { ApiBuilder } from '../../http/openapi.js';
 import { userName } from '../../http/validate.js';
@@ -11,6 +11,9 @@ import type { BridgeCredential, BridgeCredentials } from './credentials.js';
 import { mountPrivacyIdeaApi } from './privacyidea.js';
 
 export const BRIDGE_BASE = '/bridge/v1';
+/** How long after an approved logon its workstation may fetch an offline batch. */
+const OFFLINE_AFTER_LOGIN_MS = 5 * 60 * 1000;
+const OFFLINE_BATCHES_PER_HOUR = 5;
 
 const workstation = z.string().min(1).max(64).regex(/^[A-Za-z0-9._-]+$/, 'a workstation name is letters, digits, . _ -');
 
@@ -27,7 +30,8 @@ export function mountBridgeApi(app: Express, ctx: AppContext, credentials: Bridg
     version: '1',
     description:
       'For credential providers. Every call needs `Authorization: Bearer <bridge credential>` (countersign bridge-credential add). ' +
-      'Start a login, then long-poll its status (approval arrives within milliseconds) or submit an OTP; ask for offline HOTP batches.',
+      'A credential speaks only for the workstations it is bound to, and sees only the logins it opened. ' +
+      'Start a login, then long-poll its status (approval arrives within milliseconds) or submit an OTP; after an approved logon, ask for an offline HOTP batch.',
   });
   app.get(`${BRIDGE_BASE}/openapi.json`, (_req, res) => {
     res.json(api.openapi());
@@ -50,12 +54,25 @@ export function mountBridgeApi(app: Express, ctx: AppContext, credentials: Bridg
     secondsLeft: c.state === 'pending' ? Math.max(0, Math.ceil((c.deadline - ctx.clock.now()) / 1000)) : 0,
     ...(c.reason ? { reason: c.reason } : {}),
   });
-  /** Logins are looked up by id and must have come through the bridge. */
-  const find = async (id: string) => {
+  /** Logins are looked up by id; only the credential that opened one may see or touch it. */
+  const find = async (req: Request) => {
+    const id = String(req.params.id);
     const c = /^[A-Za-z0-9_-]{16,64}$/.test(id) ? await ctx.engine.get(id) : null;
-    if (!c || c.origin.front !== 'bridge') throw notFound('login', id);
+    if (!c || c.origin.front !== 'bridge' || c.origin.via !== who.get(req)!.name) throw notFound('login', id);
     return c;
   };
+  /** Administrative calls of a credential (offline batches) are audited as such, naming it. */
+  const adminAudit = (req: Request, action: string, user: string, workstation: string, detail: Record<string, unknown>) =>
+    void ctx.audit.record({
+      at: ctx.clock.now(),
+      type: 'admin',
+      actor: `bridge-credential:${who.get(req)!.name}`,
+      user,
+      front: 'bridge',
+      client: workstation,
+      ip: req.ip,
+      detail: { action, ...detail },
+    });
 
   api.route({
     method: 'post',
@@ -71,13 +88,22 @@ export function mountBridgeApi(app: Express, ctx: AppContext, credentials: Bridg
         ip: z.string().max(64).optional(),
       })
       .strict(),
-    errors: { 401: 'bad credential, or wrong user name or password', 404: 'unknown user', 422: 'no second factor', 423: 'locked' },
+    errors: {
+      401: 'bad credential, or wrong user name or password',
+      403: 'the credential is not bound to this workstation',
+      404: 'unknown user',
+      422: 'no second factor',
+      423: 'locked',
+    },
     handler: async ({ req, body, res }) => {
+      const cred = who.get(req)!;
+      credentials.requireWorkstation(cred, body.workstation);
       const c = await ctx.login.begin(body.user, body.password ?? null, {
         front: 'bridge',
         client: body.workstation,
         ip: body.ip ?? req.ip,
-        userAgent: `${body.scenario}${body.domain ? ` ${body.domain}` : ''} via ${who.get(req)!.name}`,
+        userAgent: `${body.scenario}${body.domain ? ` ${body.domain}` : ''} via ${cred.name}`,
+        via: cred.name,
       });
       res.status(201);
       return view(c);
@@ -91,7 +117,7 @@ export function mountBridgeApi(app: Express, ctx: AppContext, credentials: Bridg
     query: z.object({ wait: z.coerce.number().min(0).max(60).default(0) }),
     errors: { 404: 'unknown login' },
     handler: async ({ req, query }) => {
-      return view(await waitUpTo(ctx.engine, await find(String(req.params.id)), query.wait, req));
+      return view(await waitUpTo(ctx.engine, await find(req), query.wait, req));
     },
   });
 
@@ -101,7 +127,7 @@ export function mountBridgeApi(app: Express, ctx: AppContext, credentials: Bridg
     summary: 'Answer a login with a one-time password',
     body: z.object({ code: z.string().regex(/^\d{6,8}$/, 'a code is 6 to 8 digits') }).strict(),
     errors: { 401: 'wrong or reused code', 404: 'unknown login', 409: 'already decided', 423: 'locked' },
-    handler: async ({ req, body }) => view(await ctx.login.answerOtp((await find(String(req.params.id))).id, body.code)),
+    handler: async ({ req, body }) => view(await ctx.login.answerOtp((await find(req)).id, body.code)),
   });
 
   api.route({
@@ -110,7 +136,7 @@ export function mountBridgeApi(app: Express, ctx: AppContext, credentials: Bridg
     summary: 'Cancel a login (the user pressed Cancel)',
     errors: { 404: 'unknown login' },
     handler: async ({ req }) => {
-      const c = await find(String(req.params.id));
+      const c = await find(req);
       return view((await ctx.engine.cancel(c.id, 'cancelled at the workstation')).challenge ?? c);
     },
   });
@@ -118,20 +144,46 @@ export function mountBridgeApi(app: Express, ctx: AppContext, credentials: Bridg
   api.route({
     method: 'post',
     path: '/offline',
-    summary: 'Future HOTP values of a user as salted scrypt hashes, for logon without a network (default 20)',
-    body: z.object({ user: userName, workstation, count: z.number().int().min(1).max(100).default(20) }).strict(),
-    errors: { 404: 'unknown user', 409: 'the user has no HOTP token' },
+    summary:
+      'After an approved online logon: future HOTP values of that user as salted scrypt hashes, for logon without a network (default 20)',
+    body: z
+      .object({
+        user: userName,
+        workstation,
+        loginId: z.string().regex(/^[A-Za-z0-9_-]{16,64}$/).describe('the approved bridge login of this user at this workstation'),
+        count: z.number().int().min(1).max(100).default(20),
+      })
+      .strict(),
+    errors: {
+      403: 'not bound to this workstation, or no approved logon of this user here',
+      404: 'unknown user',
+      409: 'the user has no HOTP token',
+      429: 'too many batches for this user',
+    },
     handler: async ({ req, body }) => {
-      const batch = await offline.batch(body.user, body.count);
-      void ctx.audit.record({
-        at: ctx.clock.now(),
-        type: 'offline',
-        user: body.user,
-        front: 'bridge',
-        client: body.workstation,
-        ip: req.ip,
-        detail: { action: 'offline.batch', count: body.count, from: batch.values[0]?.counter, credential: who.get(req)!.name },
-      });
+      const cred = who.get(req)!;
+      credentials.requireWorkstation(cred, body.workstation);
+      // Offline values are the user's future codes: only a workstation the user has just
+      // logged on to, online and with a second factor, gets them, once per logon.
+      const login = await ctx.engine.get(body.loginId);
+      const fresh = login && login.resolvedAt !== undefined && ctx.clock.now() - login.resolvedAt < OFFLINE_AFTER_LOGIN_MS;
+      if (
+        !login ||
+        login.state !== 'approved' ||
+        !fresh ||
+        login.user !== body.user ||
+        login.origin.front !== 'bridge' ||
+        login.origin.via !== cred.name ||
+        login.origin.client?.toLowerCase() !== body.workstation.toLowerCase() ||
+        !(await ctx.store.guards.claimOnce(`offline-login:${login.id}`, OFFLINE_AFTER_LOGIN_MS * 2))
+      ) {
+        throw new CountersignError(403, 'no_approved_logon', 'offline values are handed out once, right after an approved logon of this user at this workstation');
+      }
+      if ((await ctx.store.guards.hit(`offline-batches:${body.user}`, 3600_000)) > OFFLINE_BATCHES_PER_HOUR) {
+        throw new CountersignError(429, 'too_many_batches', `at most ${OFFLINE_BATCHES_PER_HOUR} offline batches per user and hour`);
+      }
+      const batch = await offline.batch(body.user, body.count, { workstation: body.workstation, credential: cred.name, at: ctx.clock.now() });
+      adminAudit(req, 'offline.batch', body.user, body.workstation, { count: body.count, from: batch.values[0]?.counter, loginId: login.id });
       return batch;
     },
   });
@@ -141,20 +193,12 @@ export function mountBridgeApi(app: Express, ctx: AppContext, credentials: Bridg
     path: '/offline/used',
     summary: 'Report the HOTP counters used offline: they, and all before them, stop working',
     body: z.object({ user: userName, workstation, counters: z.array(z.number().int().min(0)).max(100) }).strict(),
-    errors: { 404: 'unknown user' },
+    errors: { 403: 'not bound to this workstation', 404: 'unknown user', 409: 'a counter was not handed out to this workstation, or no HOTP token' },
     handler: async ({ req, body }) => {
-      await offline.used(body.user, body.counters);
-      void ctx.audit.record({
-        at: ctx.clock.now(),
-        type: 'offline',
-        user: body.user,
-        front: 'bridge',
-        client: body.workstation,
-        ip: req.ip,
-        method: 'otp',
-        outcome: 'approved',
-        detail: { action: 'offline.used', counters: body.counters },
-      });
+      const cred = who.get(req)!;
+      credentials.requireWorkstation(cred, body.workstation);
+      await offline.used(body.user, body.counters, { workstation: body.workstation, credential: cred.name });
+      adminAudit(req, 'offline.used', body.user, body.workstation, { counters: body.counters });
       return { ok: true };
     },
   });

@@ -1,10 +1,15 @@
 import express, { type Express, type Request, type Response } from 'express';
 import { z } from 'zod';
-import type { Challenge } from '../../core/challenge.js';
+import type { Challenge, Origin } from '../../core/challenge.js';
 import { CountersignError } from '../../core/errors.js';
 import { userName } from '../../http/validate.js';
 import type { AppContext } from '../../context.js';
-import type { BridgeCredentials } from './credentials.js';
+import { FirstFactorThrottle } from '../../core/throttle.js';
+import type { BridgeCredential, BridgeCredentials } from './credentials.js';
+
+/** Marks logins opened through this API (origin.via), with the credential when there was one. */
+const VIA = 'privacyidea';
+const SAME_ANSWER = new Set(['first_factor_failed', 'user_not_found', 'no_second_factor', 'otp_not_enabled', 'otp_not_offered']);
 
 /**
  * The subset of privacyIDEA's HTTP API that its Credential Provider for
@@ -12,6 +17,16 @@ import type { BridgeCredentials } from './credentials.js';
  * against Countersign unchanged: /validate/check, /validate/polltransaction,
  * /validate/triggerchallenge and /auth. Transaction ids are challenge ids,
  * bound to their user; a push login ends with a single-use finalising check.
+ *
+ * Who may call what (privacyIDEA's own rules, `otppin=userstore`):
+ * - /validate/check without a transaction: anyone, but it does something only with the
+ *   first factor (`pass` is the password, or the password followed by the code) or with a
+ *   bridge credential in the Authorization header (then `pass` may be empty, a code, or the
+ *   password). Anything else opens nothing, checks nothing and counts against nobody.
+ * - /validate/check and /validate/polltransaction with a transaction (`transaction_id`, or
+ *   `state` as the FreeRADIUS plugin sends it): whoever holds the id of a login opened here.
+ * - /validate/triggerchallenge: a bridge credential only. /auth: turns a credential into
+ *   the token privacyIDEA clients send back.
  */
 
 type Authentication = 'ACCEPT' | 'REJECT' | 'CHALLENGE' | 'DECLINED';
@@ -46,7 +61,18 @@ export function mountPrivacyIdeaApi(app: Express, ctx: AppContext, credentials: 
     realm: z.string().max(64).optional(),
     pass: z.string().max(1024).default(''),
     transaction_id: z.string().max(64).optional(),
+    /** The FreeRADIUS plugin sends the Access-Challenge's State back under this name. */
+    state: z.string().max(64).optional(),
   });
+  const throttle = new FirstFactorThrottle(ctx.store, 'privacyidea');
+  /** A login opened here, whatever credential (if any) opened it. */
+  const opened = (c: Challenge | null): c is Challenge => Boolean(c && c.origin.front === 'bridge' && c.origin.via?.startsWith(VIA));
+  /** privacyIDEA clients send the /auth token bare in Authorization; ours may add Bearer. */
+  const credentialOf = async (req: Request): Promise<BridgeCredential | null> => {
+    const header = req.get('authorization');
+    if (!header) return null;
+    return credentials.authenticate(header.replace(/^(?!Bearer )/i, 'Bearer '));
+  };
 
   const challengeDetail = (c: Challenge) => {
     const multi = [];
@@ -73,14 +99,55 @@ export function mountPrivacyIdeaApi(app: Express, ctx: AppContext, credentials: 
 
   const limited = async (req: Request) => (await ctx.store.guards.hit(`pi:${req.ip}`, 60_000)) > 300;
 
-  const trigger = async (req: Request, res: Response, user: string, password: string | null) => {
-    const c = await ctx.login.begin(user, password, {
-      front: 'bridge',
-      client: String(req.get('x-countersign-workstation') ?? req.get('user-agent') ?? 'privacyidea-client').slice(0, 64),
-      ip: req.ip,
-      userAgent: req.get('user-agent'),
-    });
+  const originOf = (req: Request, cred: BridgeCredential | null): Origin => ({
+    front: 'bridge',
+    // Shown on the phone: it comes from the credential, never from what the request says.
+    client: cred ? credentials.label(cred) : 'privacyIDEA client',
+    ip: req.ip,
+    userAgent: req.get('user-agent')?.slice(0, 200),
+    via: cred ? `${VIA}:${cred.name}` : VIA,
+  });
+
+  const trigger = async (req: Request, res: Response, user: string, cred: BridgeCredential | null) => {
+    const c = await ctx.login.begin(user, null, originOf(req, cred));
     return answer(res, 'CHALLENGE', challengeDetail(c));
+  };
+  const accepted = (res: Response, user: string) => answer(res, 'ACCEPT', { message: 'matching 1 tokens', serial: serial('otp', user), type: 'totp' });
+  const wrongPin = (res: Response) => answer(res, 'REJECT', { message: 'wrong otp pin' });
+
+  /**
+   * Step one with the first factor: `pass` is the password followed by the code (tried
+   * first, when it ends in digits), or the password alone (a challenge is opened). One
+   * answer for an unknown user, a wrong password and a user without a second factor.
+   */
+  const firstFactor = async (req: Request, res: Response, user: string, pass: string, cred: BridgeCredential | null) => {
+    const source = req.ip ?? '';
+    await throttle.check(user, source);
+    const digits = (await ctx.store.users.get(user))?.otpDigits ?? 6;
+    const split = new RegExp(`^(.+?)(\\d{${digits}})$`, 's').exec(pass);
+    let name = split ? await ctx.directory.verify(user, split[1]!) : null;
+    if (name && split) {
+      await throttle.succeeded(user, source);
+      try {
+        await ctx.login.otpOnce(name, split[2]!, originOf(req, cred));
+      } catch (err) {
+        if (err instanceof CountersignError && err.status < 500 && err.code !== 'otp_locked') return wrongPin(res);
+        throw err;
+      }
+      return accepted(res, name);
+    }
+    name = await ctx.directory.verify(user, pass);
+    if (!name) {
+      await throttle.failed(user, source);
+      return wrongPin(res);
+    }
+    await throttle.succeeded(user, source);
+    try {
+      return await trigger(req, res, name, cred);
+    } catch (err) {
+      if (err instanceof CountersignError && err.code === 'no_second_factor') return wrongPin(res);
+      throw err;
+    }
   };
 
   /** Answers every failure in privacyIDEA's words; nothing here approves. */
@@ -90,8 +157,10 @@ export function mountPrivacyIdeaApi(app: Express, ctx: AppContext, credentials: 
       await handler(req, res);
     } catch (err) {
       if (err instanceof CountersignError && err.status === 400) return fail(res, 400, 905, err.message);
+      if (err instanceof CountersignError && err.status === 429) return fail(res, 429, 429, err.message);
       if (err instanceof CountersignError && err.status < 500) {
-        return answer(res, 'REJECT', { message: err.code === 'first_factor_failed' || err.code === 'user_not_found' ? 'wrong otp pin' : err.message });
+        // Who exists and who has which factor is nobody's business here.
+        return answer(res, 'REJECT', { message: SAME_ANSWER.has(err.code) ? 'wrong otp pin' : err.message });
       }
       ctx.log.error({ err }, 'privacyidea compatibility: request failed');
       return fail(res, err instanceof CountersignError ? err.status : 500, 903, 'the service is unavailable; nothing was approved');
@@ -103,20 +172,27 @@ export function mountPrivacyIdeaApi(app: Express, ctx: AppContext, credentials: 
     guarded(async (req, res) => {
       const p = input.safeParse(params(req));
       if (!p.success) return fail(res, 400, 905, `Missing or invalid parameter: ${p.error.issues.map((i) => i.path.join('.')).join(', ')}`);
-      const { user, pass, transaction_id: tid } = p.data;
+      const { user, pass } = p.data;
+      const tid = p.data.transaction_id || p.data.state;
       if (!tid) {
-        // Step one: an empty pass (or the Windows password) opens the challenge;
-        // a code alone is checked directly.
-        if (pass === '') return trigger(req, res, user, null);
-        if (/^\d{6,8}$/.test(pass)) {
-          const c = await ctx.login.begin(user, null, { front: 'bridge', client: 'privacyidea-client', ip: req.ip }, { only: 'otp' });
-          await ctx.login.answerOtp(c.id, pass);
-          return answer(res, 'ACCEPT', { message: 'matching 1 tokens', serial: serial('otp', user), type: 'totp' });
+        let cred: BridgeCredential | null;
+        try {
+          cred = await credentialOf(req);
+        } catch {
+          return fail(res, 401, 4033, 'Authentication failure. Missing or invalid Authorization header.');
         }
-        return trigger(req, res, user, pass);
+        if (cred && pass === '') return trigger(req, res, user, cred);
+        if (cred && /^\d{6,8}$/.test(pass)) {
+          // The credential provider checked the Windows password: the code is the second factor.
+          await ctx.login.otpOnce(user, pass, originOf(req, cred));
+          return accepted(res, user);
+        }
+        // Without a credential an empty pass proves nothing: nothing is opened or counted.
+        if (pass === '') return wrongPin(res);
+        return firstFactor(req, res, user, pass, cred);
       }
-      const c = await ctx.engine.get(tid);
-      if (!c || c.user !== user || c.origin.front !== 'bridge') return answer(res, 'REJECT', { message: 'no matching challenge for this user' });
+      const c = /^[A-Za-z0-9_-]{16,64}$/.test(tid) ? await ctx.engine.get(tid) : null;
+      if (!opened(c) || c.user !== user) return answer(res, 'REJECT', { message: 'no matching challenge for this user' });
       if (pass !== '') {
         await ctx.login.answerOtp(c.id, pass);
         return answer(res, 'ACCEPT', { message: 'Found matching challenge', serial: serial('otp', user), type: 'totp' });
@@ -137,7 +213,7 @@ export function mountPrivacyIdeaApi(app: Express, ctx: AppContext, credentials: 
       const tid = typeof req.query.transaction_id === 'string' ? req.query.transaction_id : '';
       if (!tid) return fail(res, 400, 905, "Missing parameter: 'transaction_id'");
       const c = /^[A-Za-z0-9_-]{16,64}$/.test(tid) ? await ctx.engine.get(tid) : null;
-      const status = !c || c.origin.front !== 'bridge' ? 'none' : c.state === 'approved' ? 'accept' : c.state === 'rejected' ? 'declined' : c.state === 'pending' ? 'pending' : c.state;
+      const status = !opened(c) ? 'none' : c.state === 'approved' ? 'accept' : c.state === 'rejected' ? 'declined' : c.state === 'pending' ? 'pending' : c.state;
       res.json(envelope({ status: true, value: status === 'accept' }, { challenge_status: status }));
     }),
   );
@@ -145,14 +221,16 @@ export function mountPrivacyIdeaApi(app: Express, ctx: AppContext, credentials: 
   router.post(
     '/triggerchallenge',
     guarded(async (req, res) => {
+      let cred: BridgeCredential | null;
       try {
-        await credentials.authenticate(req.get('authorization')?.replace(/^(?!Bearer )/i, 'Bearer '));
+        cred = await credentialOf(req);
       } catch {
-        return fail(res, 401, 4033, 'Authentication failure. Missing or invalid Authorization header.');
+        cred = null;
       }
+      if (!cred) return fail(res, 401, 4033, 'Authentication failure. Missing or invalid Authorization header.');
       const p = input.safeParse(params(req));
       if (!p.success) return fail(res, 400, 905, "Missing parameter: 'user'");
-      return trigger(req, res, p.data.user, null);
+      return trigger(req, res, p.data.user, cred);
     }),
   );
 
