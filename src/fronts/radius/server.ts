@@ -43,6 +43,20 @@ interface Request {
   key: string;
 }
 
+/** Answers to one Access-Challenge (codes, or Enter to check the push) before the login ends. */
+const MAX_FOLLOW_UPS = 20;
+/** Second-factor-only refusals that must not tell an unknown user from one without that factor. */
+const SAME_ANSWER = new Set([
+  'user_not_found',
+  'no_second_factor',
+  'otp_not_enabled',
+  'otp_not_offered',
+  'otp_invalid',
+  'otp_replayed',
+  'push_not_enabled',
+  'no_device',
+]);
+
 /** How long a spent RADIUS State stays refused: longer than any State lives. */
 const STATE_SPENT_MS = 2 * 3600 * 1000;
 
@@ -272,7 +286,9 @@ export class RadiusFront {
 
   private acceptAttributes(req: Request, c?: Challenge) {
     const user = c?.user ?? req.user;
-    return [...req.client.acceptAttributes, ...(this.ctx.config.radius.userAttributes[user] ?? [])] as [string, string | number][];
+    // A user named "constructor" must not reach Object.prototype.
+    const own = this.ctx.config.radius.userAttributes;
+    return [...req.client.acceptAttributes, ...(Object.hasOwn(own, user) ? own[user]! : [])] as [string, string | number][];
   }
 
   private finalReply(req: Request, c: Challenge): Reply {
@@ -307,17 +323,29 @@ export class RadiusFront {
     return this.finalReply(req, await this.ctx.engine.wait(c.id));
   }
 
+  /** A code typed with the request: a wrong or reused one ends the login at once. */
   private async otp(req: Request, code: string): Promise<Reply> {
-    const c = await this.ctx.login.begin(req.user, null, req.origin, { only: 'otp' });
-    await this.ctx.login.answerOtp(c.id, code);
+    const c = await this.ctx.login.otpOnce(req.user, code, req.origin);
     return { code: 'Access-Accept', attributes: this.acceptAttributes(req, c), factor: 'otp' };
   }
 
-  /** The NAS checked the password: the password field is the OTP, or empty / "push". */
+  /**
+   * The NAS checked the password: the password field is the OTP, or empty / "push". Nothing
+   * here checked that the user exists, so an unknown user, a user without the factor and a
+   * wrong code get the same answer.
+   */
   private async secondFactorOnly(req: Request, answer: string): Promise<Reply> {
     const a = answer.trim();
-    if (a === '' || a.toLowerCase() === 'push') return req.client.mode === 'challenge' ? this.challenge(req) : this.pushWait(req);
-    return this.otp(req, a);
+    const push = a === '' || a.toLowerCase() === 'push';
+    try {
+      if (push) return await (req.client.mode === 'challenge' ? this.challenge(req) : this.pushWait(req));
+      return await this.otp(req, a);
+    } catch (err) {
+      if (err instanceof CountersignError && SAME_ANSWER.has(err.code)) {
+        return { code: 'Access-Reject', message: push ? 'Login denied: no push for this account' : 'Login denied: wrong one-time code', reason: err.code };
+      }
+      throw err;
+    }
   }
 
   /**
@@ -386,6 +414,12 @@ export class RadiusFront {
     const answer = (req.password ?? '').trim();
     let c = await this.ctx.engine.get(bound.cid);
     if (!c) return { code: 'Access-Reject', message: 'This login has expired; start again', reason: 'expired' };
+    // A NAS (or a script behind it) pressing Enter for ever must not cost us without limit.
+    if (c.state === 'pending' && (await this.ctx.store.guards.hit(`radius-followups:${req.state!.toString('base64url')}`, c.deadline - this.ctx.clock.now() + 60_000)) > MAX_FOLLOW_UPS) {
+      c = (await this.ctx.engine.cancel(c.id, 'too many answers to one challenge')).challenge ?? c;
+      await this.ctx.store.kv.delete(stateKey).catch(() => {});
+      return { code: 'Access-Reject', message: 'Too many attempts for this login; start again', reason: 'too_many_follow_ups' };
+    }
     if (c.state === 'pending' && /^\d{6,8}$/.test(answer) && c.factors.includes('otp')) {
       try {
         c = await this.ctx.login.answerOtp(c.id, answer);
