@@ -221,6 +221,13 @@ describe('push channel end to end', () => {
         .setSubject(alice.name).setIssuedAt(Math.floor(Date.now() / 1000) - 600).setJti(randomBytes(16).toString('hex'))
         .sign(await import('jose').then((j) => j.importJWK(alice.device.file.privateJwk, 'ES256')));
       assert.match((await post(old)).body.message, /too old/);
+      // The window is requestMaxAgeSeconds (60 s) either side of now, not twice that.
+      const at = async (offsetSeconds: number) =>
+        new SignJWT({ cid: c.id, decision: 'approve' })
+          .setProtectedHeader({ alg: 'ES256', typ: 'countersign-answer+jwt', kid: alice.device.file.deviceId })
+          .setSubject(alice.name).setIssuedAt(Math.floor(Date.now() / 1000) + offsetSeconds).setJti(randomBytes(16).toString('hex'))
+          .sign(await import('jose').then((j) => j.importJWK(alice.device.file.privateJwk, 'ES256')));
+      for (const offset of [-90, -119, 75, 59 + 30]) assert.match((await post(await at(offset))).body.message, /too old|from the future/, `iat ${offset} s`);
       assert.equal((await post('not.a.jws')).status, 400);
       assert.equal((await s.api('POST', '/device/v1/answer', { request: 42 })).status, 400);
       assert.equal((await s.api('GET', `/api/v1/challenges/${c.id}`)).body.state, 'pending', 'none of that decided anything');
