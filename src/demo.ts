@@ -1,14 +1,53 @@
 import QRCode from 'qrcode';
 import { CountersignError } from './core/errors.js';
+import type { AppContext } from './context.js';
+import { verifyPassword } from './core/password.js';
 import type { Running } from './main.js';
 
 export const DEMO_USER = 'demo';
 export const DEMO_PASSWORD = 'demo-password';
 export const DEMO_RADIUS_SECRET = 'demo-radius-secret';
 
-/** Development mode only: a user to try things with, and a banner saying how. */
+const DEMO_REDIRECT = 'http://127.0.0.1:3000/callback';
+
+/**
+ * Records an earlier development run left in a shared store with their published
+ * passwords and secrets: a production start refuses to serve while any is there.
+ */
+export async function demoLeftovers(ctx: AppContext): Promise<string[]> {
+  const found: string[] = [];
+  const user = await ctx.store.users.get(DEMO_USER);
+  if (user?.passwordHash && (await verifyPassword(DEMO_PASSWORD, user.passwordHash))) {
+    found.push(`user '${DEMO_USER}' with the demo password (countersign user delete ${DEMO_USER})`);
+  }
+  await ctx.radiusClients.refresh();
+  for (const name of ctx.radiusClients.withSecret(DEMO_RADIUS_SECRET)) {
+    found.push(`RADIUS client '${name}' with the demo secret (countersign radius-client remove ${name})`);
+  }
+  const app = await ctx.oidcClients.load('demo-app');
+  if (app && JSON.stringify(app.redirect_uris ?? []).includes(DEMO_REDIRECT)) {
+    found.push("OpenID client 'demo-app' (countersign oidc-client remove demo-app)");
+  }
+  return found;
+}
+
+/**
+ * Development mode only: a user to try things with, and a banner saying how. The demo
+ * records (a public password and secrets) go only into the in-memory store, never into a
+ * Redis that a production start could share later.
+ */
 export async function seedDemo(running: Running): Promise<string> {
   const { ctx, url, adminToken } = running;
+  if (ctx.store.kind !== 'memory') {
+    return [
+      '',
+      `Countersign is running in ${ctx.config.mode} mode on the Redis store, at ${url}.`,
+      '  No demo records were created: they carry a public password and secrets, so they go only',
+      '  into the in-memory store. Create users with `npx countersign user add NAME --password-stdin`.',
+      `  Admin API     ${url}/api/v1          (Authorization: Bearer ${adminToken})`,
+      '',
+    ].join('\n');
+  }
   const lines: string[] = [];
   let enrolment;
   try {
@@ -21,7 +60,7 @@ export async function seedDemo(running: Running): Promise<string> {
   let oidcSecret: string | undefined;
   if (ctx.config.oidc.enabled) {
     oidcSecret = await ctx.oidcClients
-      .add({ client_id: 'demo-app', client_name: 'Demo app', redirect_uris: ['http://127.0.0.1:3000/callback'], grant_types: ['authorization_code', 'refresh_token'] })
+      .add({ client_id: 'demo-app', client_name: 'Demo app', redirect_uris: [DEMO_REDIRECT], grant_types: ['authorization_code', 'refresh_token'] })
       .then((c) => String(c.client_secret))
       .catch((err) => {
         if (err instanceof CountersignError && err.code === 'client_exists') return undefined;

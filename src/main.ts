@@ -30,6 +30,7 @@ import { ConsoleSessions } from './fronts/console/sessions.js';
 import { RadiusClients } from './fronts/radius/clients.js';
 import { RadiusFront } from './fronts/radius/server.js';
 import { createHttpApp } from './http/server.js';
+import { demoLeftovers } from './demo.js';
 import { Metrics } from './observability/metrics.js';
 import { MemoryStore } from './store/memory/index.js';
 import { RedisStore } from './store/redis/index.js';
@@ -219,6 +220,20 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       server.close();
       await store.close();
       throw new Error(`cannot listen for RADIUS on ${config.radius.host}:${config.radius.port}: ${(err as Error).message} (set radius.port, or radius.enabled false)`);
+    }
+  }
+  if (config.mode === 'production') {
+    // Only a store that answers can be checked; a new version never seeds one that is shared.
+    const leftovers = await demoLeftovers(ctx).catch((err: unknown) => {
+      log.warn({ err }, 'could not check the store for development demo records');
+      return [];
+    });
+    if (leftovers.length) {
+      await radius?.stop();
+      server.close();
+      await engine.stop();
+      await store.close();
+      throw new Error(`production mode refuses to serve while development demo records with published passwords are in the store: ${leftovers.join('; ')}`);
     }
   }
   log.info({ url, store: store.kind, mode: config.mode, push: transports.map((t) => t.platform) }, 'countersign listening');

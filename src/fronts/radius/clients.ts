@@ -88,6 +88,11 @@ export class RadiusClients {
     return this.compiled.find((c) => c.match.check(a, family))?.client;
   }
 
+  /** Names of the clients whose shared secret is `secret` (to find ones left with a published secret). */
+  withSecret(secret: string): string[] {
+    return this.compiled.filter((c) => c.client.secret === secret).map((c) => c.client.name);
+  }
+
   list(): Omit<RadiusClient, 'secret'>[] {
     return this.compiled.map(({ client: { secret: _s, ...rest } }) => rest);
   }
