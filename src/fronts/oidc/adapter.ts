@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { errors, type Adapter, type AdapterPayload } from 'oidc-provider';
 import type { Store } from '../../store/store.js';
 import type { OidcClients } from './clients.js';
@@ -11,46 +12,77 @@ const DEFAULT_TTL_MS = 14 * 24 * 3600 * 1000;
 const GRACE_MS = 5 * 60 * 1000;
 export const OIDC_CLIENT_KIND = 'oidc-client';
 
+/** Ids are bearer secrets (tokens, codes, the session cookie): the store sees only their digest. */
+export const idDigest = (id: string) => createHash('sha256').update(id).digest('base64url');
+
+/**
+ * What is written for a record: oidc-provider puts the id itself in the payload
+ * (`jti`), and an interaction the session cookie (`session.cookie`, which
+ * oidc-provider never reads back); both would undo the digested keys.
+ */
+function withoutSecrets(payload: AdapterPayload): AdapterPayload {
+  const { jti: _id, ...rest } = payload;
+  if (rest.session && typeof rest.session === 'object') {
+    const { cookie: _cookie, ...session } = rest.session as Record<string, unknown>;
+    rest.session = session as AdapterPayload['session'];
+  }
+  return rest;
+}
+
 /**
  * oidc-provider's storage on Countersign's Store: every model instance is one
- * short-lived value (a Redis key with a TTL, or memory), with indexes for
- * uid, user code and grant. Consumption is its own claim-once key, so an
- * authorization code (or a rotating refresh token) cannot be redeemed twice
- * even when two instances race.
+ * short-lived value (a Redis key with a TTL, or memory) under the digest of
+ * its id, with indexes for uid, user code and grant that hold digests too.
+ * Consumption is its own claim-once key, so an authorization code (or a
+ * rotating refresh token) cannot be redeemed twice even when two instances race.
  * Dynamic clients live in the settings store (managed by the admin API).
  */
 export function storeAdapter(store: Store, clients: OidcClients) {
   return class StoreAdapter implements Adapter {
     constructor(private readonly model: string) {}
 
+    /** `Model:digest`, the form the indexes hold. */
+    private ref(id: string) {
+      return `${this.model}:${idDigest(id)}`;
+    }
+
     private key(id: string) {
-      return `oidc:${this.model}:${id}`;
+      return `oidc:${this.ref(id)}`;
     }
 
     async upsert(id: string, payload: AdapterPayload, expiresIn: number): Promise<void> {
       const ttl = expiresIn ? expiresIn * 1000 + GRACE_MS : DEFAULT_TTL_MS;
-      await store.kv.set(this.key(id), JSON.stringify(payload), ttl);
-      if (payload.uid) await store.kv.set(`oidc:uid:${payload.uid}`, id, ttl);
-      if (payload.userCode) await store.kv.set(`oidc:usercode:${payload.userCode}`, id, ttl);
-      if (payload.grantId) await store.kv.addMember(`oidc:grant:${payload.grantId}`, `${this.model}:${id}`, ttl);
+      const ref = this.ref(id);
+      await store.kv.set(this.key(id), JSON.stringify(withoutSecrets(payload)), ttl);
+      if (payload.uid) await store.kv.set(`oidc:uid:${idDigest(payload.uid)}`, ref, ttl);
+      if (payload.userCode) await store.kv.set(`oidc:usercode:${idDigest(payload.userCode)}`, ref, ttl);
+      if (payload.grantId) await store.kv.addMember(`oidc:grant:${idDigest(payload.grantId)}`, ref, ttl);
     }
 
     async find(id: string): Promise<AdapterPayload | undefined> {
       if (this.model === 'Client') return (await clients.load(id)) as AdapterPayload | undefined;
-      const [raw, consumed] = await Promise.all([store.kv.get(this.key(id)), store.kv.get(`${this.key(id)}:consumed`)]);
+      const payload = await this.load(this.ref(id));
+      return payload && { ...payload, jti: id };
+    }
+
+    private async load(ref: string): Promise<AdapterPayload | undefined> {
+      const [raw, consumed] = await Promise.all([store.kv.get(`oidc:${ref}`), store.kv.get(`oidc:${ref}:consumed`)]);
       if (!raw) return undefined;
       const payload = JSON.parse(raw) as AdapterPayload;
       return consumed ? { ...payload, consumed: Number(consumed) } : payload;
     }
 
+    // Found through an index, a record comes back without its id (only the digest is kept):
+    // oidc-provider only reads sessions found by uid. The user-code lookup serves the device
+    // flow, which is not enabled.
     async findByUid(uid: string): Promise<AdapterPayload | undefined> {
-      const id = await store.kv.get(`oidc:uid:${uid}`);
-      return id ? this.find(id) : undefined;
+      const ref = await store.kv.get(`oidc:uid:${idDigest(uid)}`);
+      return ref ? this.load(ref) : undefined;
     }
 
     async findByUserCode(userCode: string): Promise<AdapterPayload | undefined> {
-      const id = await store.kv.get(`oidc:usercode:${userCode}`);
-      return id ? this.find(id) : undefined;
+      const ref = await store.kv.get(`oidc:usercode:${idDigest(userCode)}`);
+      return ref ? this.load(ref) : undefined;
     }
 
     /**
@@ -74,7 +106,7 @@ export function storeAdapter(store: Store, clients: OidcClients) {
     }
 
     async revokeByGrantId(grantId: string): Promise<void> {
-      const key = `oidc:grant:${grantId}`;
+      const key = `oidc:grant:${idDigest(grantId)}`;
       const members = await store.kv.members(key);
       await Promise.all(members.map((m) => store.kv.delete(`oidc:${m}`)));
       await store.kv.delete(key);

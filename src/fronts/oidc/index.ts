@@ -4,8 +4,10 @@ import type Provider from 'oidc-provider';
 import { errors } from 'oidc-provider';
 import type { Challenge } from '../../core/challenge.js';
 import { CountersignError } from '../../core/errors.js';
+import { FirstFactorThrottle } from '../../core/throttle.js';
 import type { AppContext } from '../../context.js';
-import { ACR_MFA, ACR_PWD, amrFor, createProvider, derivedKey } from './provider.js';
+import { idDigest } from './adapter.js';
+import { ACR_APPROVED, ACR_PWD, WEAKER_THAN_ASKED, acceptedAcrs, createProvider, derivedKey, loginFor, satisfies } from './provider.js';
 import { errorPage, factorPage, loginPage } from './pages.js';
 
 /** What we remember of an interaction between its steps. */
@@ -56,8 +58,10 @@ export function mountOidc(app: Express, ctx: AppContext) {
     if (!provider) throw new CountersignError(503, 'not_ready', 'Sign-in is starting; try again in a moment.');
     return provider.interactionDetails(req, res);
   };
+  const throttle = new FirstFactorThrottle(ctx.store, 'oidc');
+  const stepKey = (uid: string) => `oidc-ix:${idDigest(uid)}`;
   const stepOf = async (uid: string): Promise<Step | null> => {
-    const raw = await ctx.store.kv.get(`oidc-ix:${uid}`);
+    const raw = await ctx.store.kv.get(stepKey(uid));
     return raw ? (JSON.parse(raw) as Step) : null;
   };
   const clientName = async (clientId: unknown) => {
@@ -67,7 +71,20 @@ export function mountOidc(app: Express, ctx: AppContext) {
   const finish = (req: Request, res: Response, result: Record<string, unknown>) =>
     provider!.interactionFinished(req, res, result, { mergeWithLastSubmission: false });
   const deny = (req: Request, res: Response, description: string) => finish(req, res, { error: 'access_denied', error_description: description });
-  const approvedResult = (c: Challenge, user: string) => ({ login: { accountId: user, amr: amrFor(c.method), acr: ACR_MFA } });
+  type Details = Awaited<ReturnType<typeof details>>;
+  const accepted = async (d: Details) => acceptedAcrs(await provider!.Client.find(String(d.params.client_id)), d.params.acr_values);
+  /** Never finishes with a login weaker than asked: oidc-provider would only prompt for it again. */
+  const approved = async (req: Request, res: Response, d: Details, c: Challenge, user: string) => {
+    const login = loginFor(c.method);
+    if (!satisfies(await accepted(d), login.acr)) {
+      return deny(
+        req,
+        res,
+        login.acr === ACR_APPROVED ? 'This application requires your own second factor (a one-time code or a push); approval by an administrator is not enough.' : WEAKER_THAN_ASKED,
+      );
+    }
+    return finish(req, res, { login: { accountId: user, ...login } });
+  };
 
   const renderFactor = async (res: Response, uid: string, c: Challenge, error?: string, status = 200) => {
     const n = nonce(res);
@@ -95,7 +112,7 @@ export function mountOidc(app: Express, ctx: AppContext) {
     const step = await stepOf(d.uid);
     const c = step ? await ctx.engine.get(step.cid) : null;
     if (c && step) {
-      if (c.state === 'approved') return finish(req, res, approvedResult(c, step.user));
+      if (c.state === 'approved') return approved(req, res, d, c, step.user);
       if (c.state !== 'pending') return deny(req, res, FINAL_WORDS[c.state]!);
       return renderFactor(res, d.uid, c);
     }
@@ -116,12 +133,20 @@ export function mountOidc(app: Express, ctx: AppContext) {
     };
     if (!user || user.length > 128 || password.length > 1024) return again('Enter your user name and password.', 400);
     if ((await ctx.store.guards.hit(`oidc-login:${req.ip}`, 60_000)) > 30) return again('Too many attempts; wait a minute.', 429);
+    const source = req.ip ?? '';
+    try {
+      await throttle.check(user, source);
+    } catch {
+      return again('Too many failed sign-ins for this account; wait a few minutes.', 429);
+    }
     const name = await ctx.directory.verify(user, password);
-    if (!name) return again('Wrong user name or password.', 401);
+    if (!name) {
+      await throttle.failed(user, source);
+      return again('Wrong user name or password.', 401);
+    }
+    await throttle.succeeded(user, source);
 
-    const client = await provider!.Client.find(String(d.params.client_id));
-    const mfaAsked = String(d.params.acr_values ?? '').split(' ').includes(ACR_MFA);
-    const allowSingle = (client as unknown as { countersign_no_factor?: string })?.countersign_no_factor === 'allow' && !mfaAsked;
+    const allowSingle = satisfies(await accepted(d), ACR_PWD);
     let c: Challenge;
     try {
       c = await ctx.login.begin(name, null, { front: 'oidc', client: String(d.params.client_id), ip: req.ip, userAgent: req.get('user-agent') });
@@ -132,7 +157,7 @@ export function mountOidc(app: Express, ctx: AppContext) {
       if (err instanceof CountersignError && err.status < 500) return deny(req, res, err.message);
       throw err;
     }
-    await ctx.store.kv.set(`oidc-ix:${d.uid}`, JSON.stringify({ user: name, cid: c.id } satisfies Step), ttl(c));
+    await ctx.store.kv.set(stepKey(d.uid), JSON.stringify({ user: name, cid: c.id } satisfies Step), ttl(c));
     res.redirect(303, `${base}/${d.uid}`);
   });
 
@@ -147,7 +172,7 @@ export function mountOidc(app: Express, ctx: AppContext) {
     if (!/^\d{6,8}$/.test(code)) return renderFactor(res, d.uid, c, 'A code is 6 to 8 digits.', 400);
     try {
       const done = await ctx.login.answerOtp(c.id, code);
-      return finish(req, res, approvedResult(done, step.user));
+      return approved(req, res, d, done, step.user);
     } catch (err) {
       if (!(err instanceof CountersignError) || err.status >= 500) throw err;
       if (err.code === 'otp_invalid' || err.code === 'otp_replayed') {
@@ -164,7 +189,7 @@ export function mountOidc(app: Express, ctx: AppContext) {
     const step = await stepOf(d.uid);
     const c = step ? await ctx.engine.get(step.cid) : null;
     if (!step || !c) return deny(req, res, FINAL_WORDS.expired!);
-    if (c.state === 'approved') return finish(req, res, approvedResult(c, step.user));
+    if (c.state === 'approved') return approved(req, res, d, c, step.user);
     if (c.state === 'pending') return renderFactor(res, d.uid, c, 'Not approved yet.');
     return deny(req, res, FINAL_WORDS[c.state]!);
   });

@@ -1,16 +1,64 @@
 import { generateKeyPairSync, hkdfSync, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import Provider, { errors, type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
+import Provider, { errors, interactionPolicy, type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
 import type { AppContext } from '../../context.js';
 import { storeAdapter } from './adapter.js';
 
 export const ACR_PWD = 'urn:countersign:pwd';
 export const ACR_MFA = 'urn:countersign:mfa';
+/** Password, then an administrator approved the login by hand: a second step, but not the user's own factor. */
+export const ACR_APPROVED = 'urn:countersign:approved';
 
 /** RFC 8176 method values for what the user did. */
 export const amrFor = (method: string | undefined): string[] =>
   method === 'otp' ? ['pwd', 'otp', 'mfa'] : method === 'push' ? ['pwd', 'swk', 'mfa'] : ['pwd'];
+
+/** The login an approved challenge stands for; acr follows from what was actually done. */
+export function loginFor(method: string | undefined): { amr: string[]; acr: string } {
+  const amr = amrFor(method);
+  return { amr, acr: amr.includes('mfa') ? ACR_MFA : method === 'admin' ? ACR_APPROVED : ACR_PWD };
+}
+
+/**
+ * The acr values that satisfy one authorization, or null for any: asking for
+ * MFA in acr_values needs the user's own factor; otherwise a client that does
+ * not allow logins without a factor needs some second step.
+ */
+export function acceptedAcrs(client: unknown, acrValues: unknown): string[] | null {
+  if (String(acrValues ?? '').split(' ').includes(ACR_MFA)) return [ACR_MFA];
+  if ((client as { countersign_no_factor?: string } | undefined)?.countersign_no_factor === 'allow') return null;
+  return [ACR_MFA, ACR_APPROVED];
+}
+
+export const satisfies = (accepted: string[] | null, acr: string | undefined) => accepted === null || (acr !== undefined && accepted.includes(acr));
+
+/** Said to the relying party when a finished login still falls short of what it asked for. */
+export const WEAKER_THAN_ASKED = 'This application requires your own second factor (a one-time code or a push), and this sign-in did not use one.';
+
+/** Said alike for every CIBA refusal, so the endpoint does not tell who exists or can be pushed. */
+export const CIBA_REFUSED = 'this user cannot be asked to approve a sign-in';
+
+/**
+ * oidc-provider reuses a session for any client (single sign-on) as long as
+ * someone is logged in; this makes the login prompt come back whenever the
+ * session's acr is weaker than this client and its acr_values need.
+ */
+function interactionsPolicy() {
+  const { Check } = interactionPolicy;
+  const policy = interactionPolicy.base();
+  policy.get('login')!.checks.add(
+    new Check('countersign_acr', 'a stronger sign-in is required', 'login_required', (kctx) => {
+      const { session, client, params, result } = kctx.oidc;
+      if (!session?.accountId) return Check.NO_NEED_TO_PROMPT; // no_session asks for the login
+      if (satisfies(acceptedAcrs(client, params?.acr_values), session.acr)) return Check.NO_NEED_TO_PROMPT;
+      // A login just finished and still falls short: prompting again would loop the browser.
+      if (result?.login) throw new errors.AccessDenied(WEAKER_THAN_ASKED);
+      return Check.REQUEST_PROMPT;
+    }),
+  );
+  return policy;
+}
 
 /** Signing keys: from jwksFile, or generated once and kept in the data dir (with a warning). */
 function signingKeys(ctx: AppContext): { keys: Record<string, unknown>[] } {
@@ -40,7 +88,7 @@ export function createProvider(ctx: AppContext, issuer: string, interactionBase:
     clients: ctx.config.oidc.clients as unknown as Configuration['clients'],
     jwks: signingKeys(ctx) as Configuration['jwks'],
     cookies: { keys: [derivedKey(ctx, 'oidc-cookies').toString('base64url')] },
-    acrValues: [ACR_PWD, ACR_MFA],
+    acrValues: [ACR_PWD, ACR_MFA, ACR_APPROVED],
     claims: {
       acr: null,
       amr: null,
@@ -69,7 +117,7 @@ export function createProvider(ctx: AppContext, issuer: string, interactionBase:
         },
       };
     },
-    interactions: { url: (_ctx, interaction) => `${interactionBase}/${interaction.uid}` },
+    interactions: { policy: interactionsPolicy(), url: (_ctx, interaction) => `${interactionBase}/${interaction.uid}` },
     // Relying parties are the organisation's own apps: the grant is given, no consent screen.
     async loadExistingGrant(kctx: KoaContextWithOIDC) {
       const { client, session, result, params } = kctx.oidc;
@@ -100,8 +148,13 @@ export function createProvider(ctx: AppContext, issuer: string, interactionBase:
       ciba: {
         enabled: true,
         deliveryModes: ['poll', 'ping'],
-        async processLoginHint(_kctx, loginHint) {
-          return loginHint && (await store.users.get(loginHint)) ? loginHint : undefined;
+        // Unknown users and users who cannot be pushed get the same answer; only the log tells them apart.
+        async processLoginHint(kctx, loginHint) {
+          const user = loginHint ? await store.users.get(loginHint) : null;
+          const refusal = user ? await ctx.push.blocked(user) : null;
+          if (user && !refusal) return loginHint;
+          ctx.log.info({ client: kctx.oidc.client?.clientId, user: loginHint?.slice(0, 128), reason: refusal?.code ?? 'unknown_user' }, 'ciba: request refused');
+          throw new errors.AccessDenied(CIBA_REFUSED);
         },
         async validateBindingMessage(_kctx, bindingMessage) {
           if (bindingMessage !== undefined && !/^[\p{L}\p{N} .,:;!?#+/_-]{1,40}$/u.test(bindingMessage)) {
@@ -122,18 +175,23 @@ export function createProvider(ctx: AppContext, issuer: string, interactionBase:
               { only: 'push', bindingMessage: request.params?.binding_message as string | undefined },
             );
           } catch (err) {
-            throw new errors.AccessDenied((err as Error).message);
+            // Past processLoginHint only races and the push rate limit refuse; they answer alike too.
+            ctx.log.warn({ err, client: client.clientId }, 'ciba: request refused');
+            throw new errors.AccessDenied(CIBA_REFUSED);
           }
           // The answer comes later; the relying party polls (or is pinged) meanwhile.
           void engine.wait(c.id).then(
             async (done) => {
-              if (done.state === 'approved') {
+              const byPhone = done.method === 'push';
+              if (done.state === 'approved' && !byPhone && !satisfies(acceptedAcrs(client, request.params?.acr_values), ACR_APPROVED)) {
+                await provider.backchannelResult(request, new errors.AccessDenied(WEAKER_THAN_ASKED));
+              } else if (done.state === 'approved') {
                 const grant = new provider.Grant({ clientId: client.clientId, accountId: account.accountId as string });
                 grant.addOIDCScope(String(request.params?.scope ?? 'openid'));
                 await grant.save();
                 await provider.backchannelResult(request, grant, {
-                  amr: ['swk'],
-                  acr: ACR_MFA,
+                  // An administrator's approval is not the user's phone.
+                  ...(byPhone ? { amr: ['swk'], acr: ACR_MFA } : { acr: ACR_APPROVED }),
                   authTime: Math.floor((done.resolvedAt ?? Date.now()) / 1000),
                 });
               } else if (done.state !== 'expired') {
