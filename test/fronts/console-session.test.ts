@@ -53,6 +53,24 @@ describe('console sign-in and sessions', () => {
     assert.equal((await call('GET', '/console/api/session', undefined, session.cookie)).body.user, 'root');
   });
 
+  it('password guessing against one administrator is throttled without holding up the others', async () => {
+    // A server of its own: the per-address limit (20 a minute) must not meet the other tests' sign-ins.
+    const own = await startTestServer();
+    try {
+      await own.api('POST', '/api/v1/users', { name: 'target', password: 'target-pw', role: 'admin' });
+      await own.api('POST', '/api/v1/users', { name: 'plain', password: 'plain-pw' });
+      const login = (user: string, password: string) =>
+        fetch(`${own.url}/console/api/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ user, password }) });
+      for (let i = 0; i < 10; i++) assert.equal((await login('target', `guess-${i}`)).status, 401);
+      const held = await login('target', 'target-pw');
+      assert.equal(held.status, 429, 'this source waits, even with the right password');
+      assert.equal(((await held.json()) as any).error, 'too_many_attempts');
+      assert.equal((await login('plain', 'plain-pw')).status, 401, 'another user is answered as before');
+    } finally {
+      await own.close();
+    }
+  });
+
   it('an admin session changes things only with its CSRF token', async (t) => {
     if (!requirePeer(t, hasCommand('oathtool'), 'oathtool')) return;
     const { cookie, csrf } = await signIn('root', 1);

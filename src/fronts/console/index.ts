@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import express, { type Express, type Request, type Response } from 'express';
 import { z } from 'zod';
 import { CountersignError } from '../../core/errors.js';
+import { FirstFactorThrottle } from '../../core/throttle.js';
 import { newToken } from '../../core/ids.js';
 import { parse, userName } from '../../http/validate.js';
 import type { AppContext } from '../../context.js';
@@ -37,12 +38,17 @@ export function mountConsole(app: Express, ctx: AppContext, sessions: ConsoleSes
     return { key: `console-login:${digest(t!)}`, ...(JSON.parse(raw) as { user: string; cid: string; at: number }) };
   };
 
+  const throttle = new FirstFactorThrottle(ctx.store, 'console');
   api.post('/login', async (req, res) => {
     const body = parse(z.object({ user: userName, password: z.string().min(1).max(1024) }).strict(), req.body);
     if ((await ctx.store.guards.hit(`console-login:${req.ip}`, 60_000)) > 20) {
       throw new CountersignError(429, 'too_many_attempts', 'too many sign-in attempts; wait a minute');
     }
+    const source = req.ip ?? '';
+    await throttle.check(body.user, source);
     const name = await ctx.directory.verify(body.user, body.password);
+    if (!name) await throttle.failed(body.user, source);
+    else await throttle.succeeded(body.user, source);
     const u = name ? await ctx.store.users.get(name) : null;
     if (!u || !u.role) throw new CountersignError(401, 'first_factor_failed', 'wrong user name or password, or no console access');
     let c;
