@@ -4,7 +4,7 @@ import { Authenticator } from '../../src/cli/authenticator.js';
 import { loadConfig } from '../../src/config/load.js';
 import { base32Decode, hotp } from '../../src/core/otp.js';
 import { redisAvailable, requirePeer, testRedisUrl, uniquePrefix } from '../helpers/peers.js';
-import { startTestServer, type TestServer } from '../helpers/server.js';
+import { startPairOnRedis, startTestServer, type TestServer } from '../helpers/server.js';
 
 interface Answer {
   status: number;
@@ -428,9 +428,7 @@ describe('console sessions across two instances on one Redis', () => {
   before(async () => {
     up = await redisAvailable();
     if (!up) return;
-    const env = { COUNTERSIGN_REDIS_URL: testRedisUrl(), COUNTERSIGN_REDIS_PREFIX: uniquePrefix('console-sec') };
-    a = await startTestServer(env);
-    b = await startTestServer({ ...env, COUNTERSIGN_SECRET_KEY: a.ctx.config.secretKey! });
+    [a, b] = await startPairOnRedis(testRedisUrl(), uniquePrefix('console-sec'));
   });
   after(async () => {
     await a?.close();

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { hasCommand, redisAvailable, requirePeer, testRedisUrl, uniquePrefix } from '../helpers/peers.js';
-import { oathTotp, startTestServer, type TestServer } from '../helpers/server.js';
+import { oathTotp, startPairOnRedis, startTestServer, type TestServer } from '../helpers/server.js';
 
 const hasOathtool = hasCommand('oathtool');
 
@@ -195,9 +195,7 @@ describe('admin API across two instances on one Redis', () => {
   before(async () => {
     up = await redisAvailable();
     if (!up) return;
-    const env = { COUNTERSIGN_REDIS_URL: testRedisUrl(), COUNTERSIGN_REDIS_PREFIX: uniquePrefix('api') };
-    a = await startTestServer(env);
-    b = await startTestServer({ ...env, COUNTERSIGN_SECRET_KEY: a.ctx.config.secretKey! });
+    [a, b] = await startPairOnRedis(testRedisUrl(), uniquePrefix('api'));
   });
   after(async () => {
     await a?.close();

@@ -6,7 +6,7 @@ import radius from 'radius';
 import type { Config } from '../../src/config/schema.js';
 import { base32Decode, hotp, totpStep } from '../../src/core/otp.js';
 import { hasCommand, requirePeer } from '../helpers/peers.js';
-import { q, radclient } from '../helpers/radclient.js';
+import { nasConfig, q, radclient } from '../helpers/radclient.js';
 import { oathTotp, startTestServer, type TestServer } from '../helpers/server.js';
 
 const haveRadclient = hasCommand('radclient');
@@ -14,15 +14,7 @@ const haveOathtool = hasCommand('oathtool');
 const SECRET = 'radius-modes-secret';
 
 type ClientConfig = Config['radius']['clients'][number];
-const client = (over: Partial<ClientConfig> & Pick<ClientConfig, 'name' | 'address'>): ClientConfig => ({
-  secret: SECRET,
-  mode: 'append',
-  secondFactorOnly: false,
-  requireMessageAuthenticator: true,
-  appendDelimiter: ',',
-  acceptAttributes: [],
-  ...over,
-});
+const client = (over: Partial<ClientConfig> & Pick<ClientConfig, 'name' | 'address'>): ClientConfig => nasConfig(SECRET, over);
 
 async function serverWith(clients: ClientConfig[], env: Record<string, string> = {}): Promise<TestServer> {
   return startTestServer(env, {}, (config) => {

@@ -3,24 +3,14 @@ import { after, before, describe, it } from 'node:test';
 import type { Config } from '../../src/config/schema.js';
 import { Authenticator } from '../../src/cli/authenticator.js';
 import { hasCommand, requirePeer } from '../helpers/peers.js';
-import { q, radclient } from '../helpers/radclient.js';
+import { nasConfig, q, radclient } from '../helpers/radclient.js';
 import { oathTotp, startTestServer, type TestServer } from '../helpers/server.js';
 
 const haveRadclient = hasCommand('radclient');
 const haveOathtool = hasCommand('oathtool');
 const SECRET = 'radius-security-secret';
 type ClientConfig = Config['radius']['clients'][number];
-const nas = (name: string, address: string, over: Partial<ClientConfig>): ClientConfig => ({
-  name,
-  address,
-  secret: SECRET,
-  mode: 'append',
-  secondFactorOnly: false,
-  requireMessageAuthenticator: true,
-  appendDelimiter: ',',
-  acceptAttributes: [],
-  ...over,
-});
+const nas = (name: string, address: string, over: Partial<ClientConfig>): ClientConfig => nasConfig(SECRET, { name, address, ...over });
 
 /** Findings of the security review on the RADIUS front, each sent as a NAS would (Debian's radclient). */
 describe('RADIUS front under attack', () => {

@@ -1,3 +1,4 @@
+import type { Config } from '../../src/config/schema.js';
 import { spawn } from 'node:child_process';
 
 export interface RadResult {
@@ -44,3 +45,15 @@ export function radclient(
 
 /** radclient input quoting for a string value. */
 export const q = (s: string) => `"${s.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
+
+type RadiusClientConfig = Config['radius']['clients'][number];
+/** A NAS as the config file declares it, with the defaults an operator gets. */
+export const nasConfig = (secret: string, over: Partial<RadiusClientConfig> & Pick<RadiusClientConfig, 'name' | 'address'>): RadiusClientConfig => ({
+  secret,
+  mode: 'append',
+  secondFactorOnly: false,
+  requireMessageAuthenticator: true,
+  appendDelimiter: ',',
+  acceptAttributes: [],
+  ...over,
+});

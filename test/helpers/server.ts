@@ -50,3 +50,11 @@ export async function startTestServer(
 /** The current TOTP code for a base32 secret, computed by Debian's oathtool. */
 export const oathTotp = (secret: string, digits = 6, extra: string[] = []) =>
   execFileSync('oathtool', ['--totp', '-b', '-d', String(digits), ...extra, secret], { encoding: 'utf8' }).trim();
+
+/** Two servers on one Redis prefix and one secret key: two instances behind a load balancer. */
+export async function startPairOnRedis(redisUrl: string, prefix: string): Promise<[TestServer, TestServer]> {
+  const env = { COUNTERSIGN_REDIS_URL: redisUrl, COUNTERSIGN_REDIS_PREFIX: prefix };
+  const a = await startTestServer(env);
+  const b = await startTestServer({ ...env, COUNTERSIGN_SECRET_KEY: a.ctx.config.secretKey! });
+  return [a, b];
+}
