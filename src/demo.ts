@@ -22,11 +22,11 @@ export async function demoLeftovers(ctx: AppContext): Promise<string[]> {
   }
   await ctx.radiusClients.refresh();
   for (const name of ctx.radiusClients.withSecret(DEMO_RADIUS_SECRET)) {
-    found.push(`RADIUS client '${name}' with the demo secret (countersign radius-client remove ${name})`);
+    found.push(`RADIUS client '${name}' with the demo secret (countersign radius-client delete ${name})`);
   }
   const app = await ctx.oidcClients.load('demo-app');
   if (app && JSON.stringify(app.redirect_uris ?? []).includes(DEMO_REDIRECT)) {
-    found.push("OpenID client 'demo-app' (countersign oidc-client remove demo-app)");
+    found.push("OpenID client 'demo-app' (countersign oidc-client delete demo-app)");
   }
   return found;
 }
