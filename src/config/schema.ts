@@ -1,15 +1,30 @@
+import { isIP } from 'node:net';
 import { z } from 'zod';
 
 const port = z.coerce.number().int().min(0).max(65535);
 
 const replyAttribute = z.tuple([z.string().min(1), z.union([z.string(), z.number()])]);
 
+/** Why `s` is not an IP address or CIDR block, or null when it is one. */
+export function addressBlockProblem(s: string): string | null {
+  const [addr, bits, extra] = s.split('/');
+  const family = isIP(addr ?? '');
+  if (!family || extra !== undefined) return `'${s}' is not an IP address or CIDR block (e.g. 192.0.2.10, 10.0.0.0/8, 2001:db8::/32)`;
+  const max = family === 4 ? 32 : 128;
+  const prefix = bits === undefined ? max : Number(bits);
+  if (bits === '' || !Number.isInteger(prefix) || prefix < 0 || prefix > max) return `'${s}' has a bad prefix length (0-${max})`;
+  return null;
+}
+
 /** A NAS (VPN concentrator, firewall, proxy) allowed to send Access-Requests. */
 export const radiusClientSchema = z
   .object({
     name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'a client name is 1-64 letters, digits, . _ -'),
     /** An address or CIDR block; requests from elsewhere are dropped. */
-    address: z.string().min(2),
+    address: z.string().superRefine((v, c) => {
+      const problem = addressBlockProblem(v);
+      if (problem) c.addIssue({ code: 'custom', message: problem });
+    }),
     secret: z.string().min(8, 'a RADIUS shared secret must be at least 8 characters').max(128),
     mode: z.enum(['push-wait', 'append', 'challenge']).default('push-wait'),
     /** The NAS checked the password already; the password field carries the OTP, or is empty/"push". */

@@ -14,10 +14,12 @@ describe('development demo records', () => {
   const prefix = uniquePrefix('demo');
   const key = randomBytes(32).toString('base64');
   const onRedis = (mode: 'development' | 'production') =>
-    startTestServer({ COUNTERSIGN_MODE: mode, COUNTERSIGN_SECRET_KEY: key }, {}, (c) => {
-      c.store.kind = 'redis';
-      c.store.redis.url = testRedisUrl();
-      c.store.redis.prefix = prefix;
+    startTestServer({
+      COUNTERSIGN_MODE: mode,
+      COUNTERSIGN_SECRET_KEY: key,
+      COUNTERSIGN_REDIS_URL: testRedisUrl(),
+      COUNTERSIGN_REDIS_PREFIX: prefix,
+      COUNTERSIGN_PUBLIC_URL: 'https://mfa.example.org',
     });
   after(async () => {
     if (!up) return;

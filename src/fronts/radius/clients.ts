@@ -1,5 +1,5 @@
 import { BlockList, isIP } from 'node:net';
-import { radiusClientSchema, type RadiusClientConfig } from '../../config/schema.js';
+import { addressBlockProblem, radiusClientSchema, type RadiusClientConfig } from '../../config/schema.js';
 import { badRequest, conflict, notFound } from '../../core/errors.js';
 import type { SecretBox } from '../../core/secretbox.js';
 import type { Store } from '../../store/store.js';
@@ -21,12 +21,11 @@ interface Compiled {
 export const normalizeAddress = (a: string) => (a.startsWith('::ffff:') && isIP(a.slice(7)) === 4 ? a.slice(7) : a);
 
 function compile(client: RadiusClient): Compiled {
+  const problem = addressBlockProblem(client.address);
+  if (problem) throw badRequest('invalid_address', problem);
   const [addr, bits] = client.address.split('/');
-  const family = isIP(addr ?? '');
-  if (!family) throw badRequest('invalid_address', `'${client.address}' is not an IP address or CIDR block`);
-  const max = family === 4 ? 32 : 128;
-  const prefix = bits === undefined ? max : Number(bits);
-  if (!Number.isInteger(prefix) || prefix < 0 || prefix > max) throw badRequest('invalid_address', `'${client.address}' has a bad prefix length`);
+  const family = isIP(addr!);
+  const prefix = bits === undefined ? (family === 4 ? 32 : 128) : Number(bits);
   for (const [name, value] of client.acceptAttributes) {
     try {
       replyAttribute(name, value);
@@ -53,7 +52,13 @@ export class RadiusClients {
     private box: SecretBox,
     private fromConfig: RadiusClientConfig[],
   ) {
-    this.compiled = fromConfig.map((c) => compile({ ...c, source: 'config' }));
+    this.compiled = fromConfig.map((c, i) => {
+      try {
+        return compile({ ...c, source: 'config' });
+      } catch (err) {
+        throw new Error(`radius.clients[${i}] (${c.name}): ${(err as Error).message}`);
+      }
+    });
   }
 
   /** Loads the stored clients now and every few seconds (other instances may add some). */
