@@ -3,12 +3,16 @@ import { CountersignError } from './core/errors.js';
 import type { AppContext } from './context.js';
 import { verifyPassword } from './core/password.js';
 import type { Running } from './main.js';
+import { DEMO_APP_CLIENT_ID, DEMO_APP_PATH, demoAppOf, demoAppUrls } from './fronts/demo-rp/index.js';
 
 export const DEMO_USER = 'demo';
 export const DEMO_PASSWORD = 'demo-password';
 export const DEMO_RADIUS_SECRET = 'demo-radius-secret';
 
-const DEMO_REDIRECT = 'http://127.0.0.1:3000/callback';
+/** Where versions before the demo app registered demo-app's redirect (nothing listened there). */
+const OLD_DEMO_REDIRECT = 'http://127.0.0.1:3000/callback';
+/** demo-app's redirect, old or new (the new one hangs off whatever address the server had). */
+const isDemoRedirect = (uri: unknown) => uri === OLD_DEMO_REDIRECT || (typeof uri === 'string' && uri.endsWith(`${DEMO_APP_PATH}/callback`));
 
 /**
  * Records an earlier development run left in a shared store with their published
@@ -24,8 +28,8 @@ export async function demoLeftovers(ctx: AppContext): Promise<string[]> {
   for (const name of ctx.radiusClients.withSecret(DEMO_RADIUS_SECRET)) {
     found.push(`RADIUS client '${name}' with the demo secret (countersign radius-client delete ${name})`);
   }
-  const app = await ctx.oidcClients.load('demo-app');
-  if (app && JSON.stringify(app.redirect_uris ?? []).includes(DEMO_REDIRECT)) {
+  const app = await ctx.oidcClients.load(DEMO_APP_CLIENT_ID);
+  if (app && (app.redirect_uris ?? []).some(isDemoRedirect)) {
     found.push("OpenID client 'demo-app' (countersign oidc-client delete demo-app)");
   }
   return found;
@@ -57,16 +61,31 @@ export async function seedDemo(running: Running): Promise<string> {
   } catch (err) {
     if (!(err instanceof CountersignError && err.code === 'user_exists')) throw err;
   }
+  // The address browsers use: the demo app's redirects hang off it, as the issuer does.
+  const base = (ctx.config.http.publicUrl ?? url).replace(/\/+$/, '');
+  const demoApp = demoAppUrls(base);
   let oidcSecret: string | undefined;
+  let appSecret: string | undefined;
   if (ctx.config.oidc.enabled) {
     oidcSecret = await ctx.oidcClients
-      .add({ client_id: 'demo-app', client_name: 'Demo app', redirect_uris: [DEMO_REDIRECT], grant_types: ['authorization_code', 'refresh_token'] })
+      .add({
+        client_id: DEMO_APP_CLIENT_ID,
+        client_name: 'Demo app',
+        redirect_uris: [demoApp.callback],
+        post_logout_redirect_uris: [demoApp.home],
+        grant_types: ['authorization_code', 'refresh_token'],
+      })
       .then((c) => String(c.client_secret))
       .catch((err) => {
         if (err instanceof CountersignError && err.code === 'client_exists') return undefined;
         throw err;
       });
+    // Seeded a second time on the same store: the client registered then, if it is still ours.
+    const registered = oidcSecret ? undefined : await ctx.oidcClients.load(DEMO_APP_CLIENT_ID);
+    appSecret = oidcSecret ?? (registered?.redirect_uris?.includes(demoApp.callback) ? registered.client_secret : undefined);
   }
+  const rp = demoAppOf(ctx);
+  if (rp && running.issuer && appSecret) rp.ready({ issuer: running.issuer, baseUrl: base, clientSecret: appSecret });
   for (const [name, address] of [['demo-nas', '127.0.0.1/32'], ['demo-nas6', '::1/128']] as const) {
     await ctx.radiusClients.add({ name, address, secret: DEMO_RADIUS_SECRET, mode: 'append' }).catch((err) => {
       if (!(err instanceof CountersignError && err.code === 'client_exists')) throw err;
@@ -77,6 +96,9 @@ export async function seedDemo(running: Running): Promise<string> {
     '',
     `Countersign is running in ${ctx.config.mode} mode on the ${store}.`,
     '',
+    ...(rp?.isReady
+      ? [`  Try first     ${demoApp.home}   (a demo web app: sign in as ${DEMO_USER} / ${DEMO_PASSWORD}, then a code from the app)`, '']
+      : []),
     `  Console       ${url}/console/         (sign in as ${DEMO_USER}: password, then a code from the app)`,
     `  Admin API     ${url}/api/v1          (Authorization: Bearer ${adminToken})`,
     `  OpenAPI       ${url}/api/v1/openapi.json`,
@@ -94,7 +116,7 @@ export async function seedDemo(running: Running): Promise<string> {
   }
   lines.push(
     running.issuer
-      ? `  OpenID        ${running.issuer}/.well-known/openid-configuration  (client demo-app${oidcSecret ? `, secret ${oidcSecret}` : ''}, redirect http://127.0.0.1:3000/callback)`
+      ? `  OpenID        ${running.issuer}/.well-known/openid-configuration  (client ${DEMO_APP_CLIENT_ID}${oidcSecret ? `, secret ${oidcSecret}` : ''}, redirect ${demoApp.callback})`
       : '  OpenID        disabled',
     running.radiusPort
       ? `  RADIUS        udp port ${running.radiusPort}, demo NAS at 127.0.0.1 and ::1 (secret ${DEMO_RADIUS_SECRET}, append mode: password,code)`
