@@ -35,4 +35,6 @@ export interface AppContext {
   oidcClients: OidcClients;
   bridgeCredentials: BridgeCredentials;
   metrics: Metrics;
+  /** Each enabled front's start: readiness waits for all of them. */
+  fronts: Record<string, 'starting' | 'up'>;
 }

@@ -1,5 +1,5 @@
 import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
-import type { Server } from 'node:http';
+import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -8,6 +8,7 @@ import createLocalDirectory from '../plugins/directory-local/index.js';
 import createFcmTransport from '../plugins/push-fcm/index.js';
 import createApnsTransport from '../plugins/push-apns/index.js';
 import { Audit } from './core/audit.js';
+import { StoreUnavailableError } from './core/errors.js';
 import { systemClock, type Clock } from './core/clock.js';
 import { DeviceService } from './core/devices.js';
 import { ChallengeEngine } from './core/engine.js';
@@ -22,6 +23,7 @@ import type { AppContext } from './context.js';
 import { mountAdminApi } from './fronts/admin/index.js';
 import { mountDeviceApi } from './fronts/device/index.js';
 import { mountOidc } from './fronts/oidc/index.js';
+import { mountDemoApp } from './fronts/demo-rp/index.js';
 import { OidcClients } from './fronts/oidc/clients.js';
 import { BridgeCredentials } from './fronts/bridge/credentials.js';
 import { mountBridgeApi } from './fronts/bridge/index.js';
@@ -35,6 +37,11 @@ import { Metrics } from './observability/metrics.js';
 import { MemoryStore } from './store/memory/index.js';
 import { RedisStore } from './store/redis/index.js';
 import type { Store } from './store/store.js';
+
+/** A start that cannot go on: the message names what failed and the setting to look at. */
+export class StartError extends Error {
+  override name = 'StartError';
+}
 
 export interface Running {
   url: string;
@@ -167,6 +174,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const ctx: AppContext = {
     config, log, clock, store, box, engine, users, otp, audit, directory, login, devices, push, metrics, radiusClients, oidcClients,
     bridgeCredentials: new BridgeCredentials(store),
+    fronts: { http: 'starting', ...(config.oidc.enabled ? { oidc: 'starting' } : {}), ...(config.radius.enabled ? { radius: 'starting' } : {}) },
   };
 
   engine.on('resolved', (c) => void audit.login(c));
@@ -194,10 +202,23 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     mountDeviceApi(a, ctx);
     if (config.bridge.enabled) mountBridgeApi(a, ctx, ctx.bridgeCredentials);
     if (config.oidc.enabled) oidc = mountOidc(a, ctx);
+    // The demo relying party (/demo-app/): development mode with the demo on only; seedDemo makes it ready.
+    if (config.oidc.enabled && config.mode === 'development' && config.demo) mountDemoApp(a, ctx);
   });
-  const server: Server = await new Promise((resolve, reject) => {
-    const s = app.listen(config.http.port, config.http.host, () => resolve(s));
-    s.once('error', reject);
+  const server = createServer(app);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (err: NodeJS.ErrnoException) =>
+      reject(
+        new StartError(
+          `cannot listen for HTTP on ${config.http.host}:${config.http.port}: ${err.code === 'EADDRINUSE' ? 'the port is in use' : err.message} (set http.port, COUNTERSIGN_HTTP_PORT)`,
+        ),
+      ),
+    );
+    server.listen(config.http.port, config.http.host, () => resolve());
+  }).catch(async (err: unknown) => {
+    await engine.stop();
+    await store.close();
+    throw err;
   });
   // Behind a load balancer, an idle connection must be closed by the balancer, never by us
   // first: Node's 5 s default races the balancer's reuse of the connection and shows up as
@@ -208,36 +229,9 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
   const url = `http://${host === '0.0.0.0' || host === '[::]' ? '127.0.0.1' : host}:${addr.port}`;
   devices.publicUrl ||= url;
-  oidc?.start(config.http.publicUrl ?? url);
+
   let radius: RadiusFront | undefined;
   let radiusPort: number | undefined;
-  if (config.radius.enabled) {
-    radius = new RadiusFront(ctx, radiusClients);
-    try {
-      radiusPort = (await radius.start(config.radius.host, config.radius.port)).port;
-      log.info({ host: config.radius.host, port: radiusPort, clients: radiusClients.list().map((c) => c.name) }, 'radius listening');
-    } catch (err) {
-      server.close();
-      await store.close();
-      throw new Error(`cannot listen for RADIUS on ${config.radius.host}:${config.radius.port}: ${(err as Error).message} (set radius.port, or radius.enabled false)`);
-    }
-  }
-  if (config.mode === 'production') {
-    // Only a store that answers can be checked; a new version never seeds one that is shared.
-    const leftovers = await demoLeftovers(ctx).catch((err: unknown) => {
-      log.warn({ err }, 'could not check the store for development demo records');
-      return [];
-    });
-    if (leftovers.length) {
-      await radius?.stop();
-      server.close();
-      await engine.stop();
-      await store.close();
-      throw new Error(`production mode refuses to serve while development demo records with published passwords are in the store: ${leftovers.join('; ')}`);
-    }
-  }
-  log.info({ url, store: store.kind, mode: config.mode, push: transports.map((t) => t.platform) }, 'countersign listening');
-
   let closing: Promise<void> | undefined;
   const close = () =>
     (closing ??= (async () => {
@@ -253,6 +247,57 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       await store.close();
       log.info('countersign stopped');
     })());
+
+  // A front that cannot start stops the whole start: half a server (HTTP up, RADIUS or
+  // OpenID Connect down) would look healthy to a load balancer and fail logins.
+  try {
+    if (oidc) {
+      const front = oidc;
+      const startOidc = () => front.start(config.http.publicUrl ?? url).then(() => void (ctx.fronts.oidc = 'up'));
+      await startOidc().catch((err: unknown) => {
+        if (!(err instanceof StoreUnavailableError)) throw new StartError(`OpenID Connect cannot start: ${(err as Error).message}`);
+        // Production keeps its signing keys in the store: wait for it, as logins do (not ready meanwhile).
+        log.warn('OpenID Connect waits for the store, which holds its signing keys');
+        const retry = () => {
+          if (closing) return;
+          startOidc().catch((again: unknown) => {
+            if (!(again instanceof StoreUnavailableError)) log.error({ err: again }, 'OpenID Connect cannot start');
+            setTimeout(retry, 2000).unref();
+          });
+        };
+        setTimeout(retry, 2000).unref();
+      });
+    }
+    if (config.radius.enabled) {
+      radius = new RadiusFront(ctx, radiusClients);
+      try {
+        radiusPort = (await radius.start(config.radius.host, config.radius.port)).port;
+      } catch (err) {
+        const e = err as NodeJS.ErrnoException;
+        throw new StartError(
+          `cannot listen for RADIUS on ${config.radius.host}:${config.radius.port}: ${e.code === 'EADDRINUSE' ? 'the port is in use' : e.message} (set radius.port, COUNTERSIGN_RADIUS_PORT, or radius.enabled false)`,
+        );
+      }
+      ctx.fronts.radius = 'up';
+      log.info({ host: config.radius.host, port: radiusPort, clients: radiusClients.list().map((c) => c.name) }, 'radius listening');
+    }
+    if (config.mode === 'production') {
+      // Only a store that answers can be checked; a new version never seeds one that is shared.
+      const leftovers = await demoLeftovers(ctx).catch((err: unknown) => {
+        log.warn({ err }, 'could not check the store for development demo records');
+        return [];
+      });
+      if (leftovers.length) {
+        throw new StartError(`production mode refuses to serve while development demo records with published passwords are in the store: ${leftovers.join('; ')}`);
+      }
+    }
+  } catch (err) {
+    await close();
+    throw err;
+  }
+  ctx.fronts.http = 'up';
+  log.info({ url, store: store.kind, mode: config.mode, push: transports.map((t) => t.platform), fronts: ctx.fronts }, 'countersign listening');
+
   const issuer = oidc?.provider?.issuer;
   return { url, issuer, radiusPort, adminToken, ctx, close };
 }

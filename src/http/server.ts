@@ -22,13 +22,20 @@ export function createHttpApp(ctx: AppContext, mount: (app: Express) => void): E
   app.get('/healthz', (_req, res) => {
     res.json({ status: 'ok' });
   });
+  // Ready when the store answers and every enabled front has started.
   app.get('/readyz', async (_req, res) => {
+    const starting = Object.entries(ctx.fronts).filter(([, s]) => s !== 'up').map(([name]) => name);
     try {
       await ctx.store.ping();
-      res.json({ status: 'ready', store: ctx.store.kind });
     } catch {
-      res.status(503).json({ status: 'not ready', store: ctx.store.kind, message: 'the store does not answer' });
+      res.status(503).json({ status: 'not ready', store: ctx.store.kind, fronts: ctx.fronts, message: 'the store does not answer' });
+      return;
     }
+    if (starting.length) {
+      res.status(503).json({ status: 'not ready', store: ctx.store.kind, fronts: ctx.fronts, message: `starting: ${starting.join(', ')}` });
+      return;
+    }
+    res.json({ status: 'ready', store: ctx.store.kind, fronts: ctx.fronts });
   });
   // Caller: a Prometheus scraper, with metrics.token when one is set (public otherwise).
   const metricsToken = ctx.config.metrics.token === undefined ? null : sha256(ctx.config.metrics.token);

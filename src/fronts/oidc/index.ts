@@ -247,8 +247,8 @@ export function mountOidc(app: Express, ctx: AppContext) {
 
   return {
     /** Builds the provider once the public address is known. */
-    start(publicUrl: string): Provider {
-      provider = createProvider(ctx, `${publicUrl.replace(/\/+$/, '')}${path}`, base);
+    async start(publicUrl: string): Promise<Provider> {
+      provider = await createProvider(ctx, `${publicUrl.replace(/\/+$/, '')}${path}`, base);
       handler = provider.callback();
       return provider;
     },

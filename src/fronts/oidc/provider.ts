@@ -60,16 +60,44 @@ function interactionsPolicy() {
   return policy;
 }
 
-/** Signing keys: from jwksFile, or generated once and kept in the data dir (with a warning). */
-function signingKeys(ctx: AppContext): { keys: Record<string, unknown>[] } {
-  const { oidc, dataDir } = ctx.config;
-  if (oidc.jwksFile) return JSON.parse(readFileSync(oidc.jwksFile, 'utf8')) as { keys: Record<string, unknown>[] };
-  const path = join(dataDir, 'oidc-jwks.json');
-  if (existsSync(path)) return JSON.parse(readFileSync(path, 'utf8')) as { keys: Record<string, unknown>[] };
+type Jwks = { keys: Record<string, unknown>[] };
+const newJwks = (): Jwks => {
   const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
-  const jwks = { keys: [{ ...privateKey.export({ format: 'jwk' }), kid: randomBytes(8).toString('hex'), use: 'sig', alg: 'RS256' }] };
-  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-  writeFileSync(path, JSON.stringify(jwks), { mode: 0o600 });
+  return { keys: [{ ...privateKey.export({ format: 'jwk' }), kid: randomBytes(8).toString('hex'), use: 'sig', alg: 'RS256' }] };
+};
+/** Generated keys kept in the store: every instance signs with the same one. Years, not forever. */
+const STORED_JWKS_MS = 10 * 365 * 24 * 3600 * 1000;
+
+/**
+ * Signing keys: from oidc.jwksFile; else, in production, generated once and kept sealed in
+ * the shared store (every instance must sign with the same key, and a container's disk may
+ * be read-only); in development, generated once and kept in the data dir.
+ */
+async function signingKeys(ctx: AppContext): Promise<Jwks> {
+  const { oidc, dataDir, mode } = ctx.config;
+  if (oidc.jwksFile) {
+    try {
+      return JSON.parse(readFileSync(oidc.jwksFile, 'utf8')) as Jwks;
+    } catch (err) {
+      throw new Error(`cannot read oidc.jwksFile ${oidc.jwksFile}: ${(err as Error).message}`);
+    }
+  }
+  if (mode === 'production') {
+    const candidate = ctx.box.seal(Buffer.from(JSON.stringify(newJwks())), 'oidc-jwks');
+    const sealed = (await ctx.store.kv.setIfAbsent('oidc-jwks', candidate, STORED_JWKS_MS)) ?? candidate;
+    return JSON.parse(ctx.box.open(sealed, 'oidc-jwks').toString()) as Jwks;
+  }
+  const path = join(dataDir, 'oidc-jwks.json');
+  if (existsSync(path)) return JSON.parse(readFileSync(path, 'utf8')) as Jwks;
+  const jwks = newJwks();
+  try {
+    mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+    writeFileSync(path, JSON.stringify(jwks), { mode: 0o600 });
+  } catch (err) {
+    throw new Error(
+      `cannot keep generated signing keys in ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}; make dataDir (COUNTERSIGN_DATA_DIR) writable or set oidc.jwksFile (COUNTERSIGN_OIDC_JWKS_FILE)`,
+    );
+  }
   ctx.log.warn({ path }, 'generated OpenID Connect signing keys; set oidc.jwksFile in production');
   return jwks;
 }
@@ -78,7 +106,7 @@ function signingKeys(ctx: AppContext): { keys: Record<string, unknown>[] } {
 export const derivedKey = (ctx: AppContext, label: string) =>
   Buffer.from(hkdfSync('sha256', Buffer.from(ctx.config.secretKey ?? '', 'base64'), Buffer.alloc(0), label, 32));
 
-export function createProvider(ctx: AppContext, issuer: string, interactionBase: string): Provider {
+export async function createProvider(ctx: AppContext, issuer: string, interactionBase: string): Promise<Provider> {
   const { engine, login, store } = ctx;
   const deadlineSeconds = Math.floor(engine.opts.deadlineMs / 1000);
   let provider: Provider;
@@ -86,7 +114,7 @@ export function createProvider(ctx: AppContext, issuer: string, interactionBase:
   const configuration: Configuration = {
     adapter: storeAdapter(store, ctx.oidcClients),
     clients: ctx.config.oidc.clients as unknown as Configuration['clients'],
-    jwks: signingKeys(ctx) as Configuration['jwks'],
+    jwks: (await signingKeys(ctx)) as Configuration['jwks'],
     cookies: { keys: [derivedKey(ctx, 'oidc-cookies').toString('base64url')] },
     acrValues: [ACR_PWD, ACR_MFA, ACR_APPROVED],
     claims: {
