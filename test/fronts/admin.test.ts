@@ -21,7 +21,7 @@ describe('admin API on the embedded default', () => {
 
   it('serves health, readiness, metrics and its OpenAPI description', async () => {
     assert.equal((await s.api('GET', '/healthz')).status, 200);
-    assert.deepEqual((await s.api('GET', '/readyz')).body, { status: 'ready', store: 'memory' });
+    assert.deepEqual((await s.api('GET', '/readyz')).body, { status: 'ready', store: 'memory', fronts: { http: 'up', oidc: 'up', radius: 'up' } });
     const metrics = await s.api('GET', '/metrics');
     assert.match(metrics.body, /countersign_challenges_opened_total/);
     const doc = await s.api('GET', '/api/v1/openapi.json', undefined, '');
