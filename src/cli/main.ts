@@ -76,15 +76,30 @@ async function readStdin(): Promise<string> {
 
 const out = (s: string) => process.stdout.write(`${s}\n`);
 
-async function printEnrolment(name: string, otp: { uri: string }) {
-  out(`${name}: ${otp.uri}`);
-  out(await QRCode.toString(otp.uri, { type: 'terminal', small: true }));
+async function terminalQr(text: string): Promise<string> {
+  const { default: QRCode } = await import('qrcode');
+  return QRCode.toString(text, { type: 'terminal', small: true });
 }
 
-const describeUser = (u: any) =>
-  `${u.name}${u.displayName ? ` (${u.displayName})` : ''}  otp: ${u.otp.enabled ? (u.otp.lockedUntil ? 'locked' : 'on') : 'off'}  push: ${
-    u.push.enabled ? 'on' : 'off'
-  }`;
+async function printEnrolment(name: string, otp: { uri: string }) {
+  out(`${name}: ${otp.uri}`);
+  out(await terminalQr(otp.uri));
+}
+
+const describeUser = (u: any) => {
+  const at = (t: number) => new Date(t).toISOString().replace(/\.\d+Z$/, 'Z');
+  const p = u.push;
+  // The allowance comes with one user's view only (show, unlock), not with a list.
+  const sent = p.limit === undefined ? '' : `${p.sent}/${p.limit} sent in this window`;
+  const push = !p.enabled
+    ? 'off'
+    : p.lockedUntil
+      ? `held back until ${at(p.lockedUntil)} (${p.lockReason ?? 'locked'})`
+      : p.rateLimitedUntil
+        ? `rate-limited until ${at(p.rateLimitedUntil)} (${sent})`
+        : `on${sent ? ` (${sent})` : ''}`;
+  return `${u.name}${u.displayName ? ` (${u.displayName})` : ''}  otp: ${u.otp.enabled ? (u.otp.lockedUntil ? 'locked' : 'on') : 'off'}  push: ${push}`;
+};
 
 const describeChallenge = (c: any) =>
   `${c.id}  ${c.state}  user ${c.user}  ID ${c.displayCode}  factors ${c.factors.join(',') || '-'}${

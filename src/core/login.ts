@@ -7,8 +7,27 @@ import type { OtpChecker } from './otp-check.js';
 import type { PushService } from './push-service.js';
 import type { UserService } from './users.js';
 
+export interface BeginOptions {
+  deadlineMs?: number;
+  bindingMessage?: string;
+  only?: Factor;
+  /** The front cannot show a number (RADIUS push-wait): number matching cannot be honoured. */
+  noScreen?: boolean;
+}
+
 export const firstFactorFailed = () =>
   new CountersignError(401, 'first_factor_failed', 'wrong user name or password');
+
+/** A login just opened, and, when push was wanted but not sent, why. */
+export interface Opened {
+  challenge: Challenge;
+  /**
+   * Why the user's push was not sent for this login (rate limit, lock, no device). Only
+   * ever set after the first factor passed, so it tells a stranger nothing; fronts put it
+   * into words with `whyNoPush` (push-service.ts).
+   */
+  pushNotSent?: CountersignError;
+}
 
 /**
  * The flow every front shares: first factor, open a challenge, then an OTP
@@ -24,24 +43,21 @@ export class LoginService extends EventEmitter<{ otpFailure: [string]; pushFaile
     private push?: PushService,
   ) {
     super();
+    // The user view shows the push allowance and unlock clears it; only the push service
+    // knows the limit, and this is where both services meet.
+    if (push) users.readPushThrottleFrom(push);
   }
 
   /**
    * Opens a challenge for `user`. With a password the directory checks it
    * first; without one the front vouches that the first factor was done.
    */
-  async begin(
-    user: string,
-    password: string | null,
-    origin: Origin,
-    opts: {
-      deadlineMs?: number;
-      bindingMessage?: string;
-      only?: Factor;
-      /** The front cannot show a number (RADIUS push-wait): number matching cannot be honoured. */
-      noScreen?: boolean;
-    } = {},
-  ): Promise<Challenge> {
+  async begin(user: string, password: string | null, origin: Origin, opts: BeginOptions = {}): Promise<Challenge> {
+    return (await this.open(user, password, origin, opts)).challenge;
+  }
+
+  /** `begin`, telling a front that shows the second step why a wanted push was not sent. */
+  async open(user: string, password: string | null, origin: Origin, opts: BeginOptions = {}): Promise<Opened> {
     let name = user;
     if (password !== null) {
       const verified = await this.directory.verify(user, password);
@@ -50,12 +66,11 @@ export class LoginService extends EventEmitter<{ otpFailure: [string]; pushFaile
     }
     const record = await this.users.require(name);
     const factors: Factor[] = record.otpEnabled && record.otpSecret && opts.only !== 'push' ? ['otp'] : [];
+    // Every refusal that sends nothing comes before the push is counted: only a push that
+    // goes out uses up the user's allowance.
     let pushRefusal: CountersignError | null = null;
     if (record.pushEnabled && this.push && opts.only !== 'otp') {
       pushRefusal = await this.push.blocked(record);
-      if (!pushRefusal && !(await this.push.allowSend(name))) {
-        pushRefusal = new CountersignError(429, 'push_rate_limited', 'too many push requests for this user; wait a few minutes or use a one-time password');
-      }
       if (!pushRefusal && opts.noScreen && this.push.numberFor(record)) {
         // Never drop number matching silently: such a login has to go where a number can be shown.
         pushRefusal = new CountersignError(
@@ -64,6 +79,10 @@ export class LoginService extends EventEmitter<{ otpFailure: [string]; pushFaile
           'number matching is on for this account, and this login cannot show the number; use a one-time code or a client in challenge mode',
         );
       }
+      // A read first, so logins refused at the limit leave the count alone; the hit then
+      // decides (atomically in the store) when logins race for the last push. It is taken
+      // just before the login opens: only a store failure in between loses a push counted.
+      pushRefusal ??= (await this.push.rateLimited(name)) ?? (await this.push.reserveSend(name));
       if (!pushRefusal) factors.push('push');
     }
     if (factors.length === 0) {
@@ -79,7 +98,7 @@ export class LoginService extends EventEmitter<{ otpFailure: [string]; pushFaile
       // The login waits for the answer, not for the push service.
       this.push!.dispatch(c).catch((err) => this.emit('pushFailed', err));
     }
-    return c;
+    return pushRefusal ? { challenge: c, pushNotSent: pushRefusal } : { challenge: c };
   }
 
   /**

@@ -21,6 +21,18 @@ export interface PushPolicy {
 export type Decision = 'approve' | 'reject';
 export type RejectReason = 'not-me' | 'cancelled';
 
+/** A user's push allowance in the current rate-limit window. */
+export interface PushThrottleState {
+  /** Pushes sent in the current window. */
+  sent: number;
+  limit: number;
+  /** While the limit is reached: when the window ends and push is offered again. */
+  rateLimitedUntil?: number;
+}
+
+const rateKey = (user: string) => `push-rate:${user}`;
+const rejectsKey = (user: string) => `push-rejects:${user}`;
+
 /** What a phone is shown of a pending login (polled or pushed): enough to decide, nothing secret. */
 export type PendingView = PushMessage;
 
@@ -34,6 +46,46 @@ const sameString = (a: string, b: string) => {
   const y = Buffer.from(b);
   return x.length === y.length && timingSafeEqual(x, y);
 };
+
+/** Why push is held back (UserRecord.pushLockReason); the sign-in pages tell them apart. */
+export const LOCK_REASONS = { rejections: 'repeated rejections', notMe: 'reported as not me' } as const;
+
+/**
+ * Why no push was sent for a login, in words for the person signing in. Only ever shown
+ * after the first factor passed. `short` fits beside a RADIUS prompt (Reply-Message).
+ */
+export function whyNoPush(err: CountersignError, now: number, short = false): string {
+  const until = typeof err.details?.until === 'number' ? err.details.until : undefined;
+  const minutes = until === undefined ? undefined : Math.max(1, Math.ceil((until - now) / 60_000));
+  const later = minutes === undefined ? 'later' : `in ${minutes} minute${minutes === 1 ? '' : 's'}`;
+  switch (err.code) {
+    case 'push_rate_limited':
+      return short
+        ? `No push sent: too many sign-in requests; try push again ${later}`
+        : `No push was sent: there were too many sign-in requests in the last minutes. Use a code from your app, or try again ${later}.`;
+    case 'push_locked':
+      if (err.details?.reason === LOCK_REASONS.notMe) {
+        return short
+          ? 'No push sent: push is paused because a request was reported as not you; contact your help desk'
+          : 'No push was sent: push is paused because a sign-in request was reported as not you. Use a code from your app, or contact your help desk.';
+      }
+      return short
+        ? `No push sent: push is paused after rejected requests; try again ${later}`
+        : `No push was sent: push is paused after several rejected sign-in requests. Use a code from your app, or try again ${later}.`;
+    case 'no_device':
+      return short ? 'No push sent: no phone is enrolled' : 'No push was sent: no phone is enrolled for push. Use a code from your app.';
+    default:
+      return short ? 'No push sent' : 'No push was sent for this sign-in. Use a code from your app.';
+  }
+}
+
+const rateLimitedError = (until: number, now: number) =>
+  new CountersignError(
+    429,
+    'push_rate_limited',
+    `too many push requests for this user; use a one-time password or wait ${Math.max(1, Math.ceil((until - now) / 60_000))} min`,
+    { until },
+  );
 
 /**
  * The push factor: who may be pushed (fatigue defences), dispatch to every
@@ -63,6 +115,7 @@ export class PushService extends EventEmitter<PushEvents> {
         423,
         'push_locked',
         `push is held back until ${new Date(u.pushLockedUntil!).toISOString()} (${u.pushLockReason ?? 'locked'}); use a one-time password or ask an administrator`,
+        { until: u.pushLockedUntil, reason: u.pushLockReason },
       );
     }
     const devices = await this.store.devices.list(u.name);
@@ -70,10 +123,34 @@ export class PushService extends EventEmitter<PushEvents> {
     return null;
   }
 
-  /** Counts a push against the user's rate limit; false when over it. */
-  async allowSend(user: string): Promise<boolean> {
-    const n = await this.store.guards.hit(`push-rate:${user}`, this.policy.rateLimit.windowMs);
-    return n <= this.policy.rateLimit.count;
+  /** The user's allowance now, for the user view and the check before a push; counts nothing. */
+  async throttle(user: string): Promise<PushThrottleState> {
+    const { count, remainingMs } = await this.store.guards.peek(rateKey(user));
+    const limit = this.policy.rateLimit.count;
+    // Past the limit only by logins that raced for the last push and lost (see reserveSend): not sent.
+    return count >= limit ? { sent: limit, limit, rateLimitedUntil: this.clock.now() + remainingMs } : { sent: count, limit };
+  }
+
+  /** The rate-limit refusal when the user's allowance is used up; reads, counts nothing. */
+  async rateLimited(user: string): Promise<CountersignError | null> {
+    const t = await this.throttle(user);
+    return t.rateLimitedUntil === undefined ? null : rateLimitedError(t.rateLimitedUntil, this.clock.now());
+  }
+
+  /**
+   * Counts one push that is about to go out. The count is the store's atomic hit, so of
+   * logins racing (on any instance) for the last push in the window only one gets it; the
+   * others are refused here, push-free, and their hits only push the counter past the limit.
+   */
+  async reserveSend(user: string): Promise<CountersignError | null> {
+    const n = await this.store.guards.hit(rateKey(user), this.policy.rateLimit.windowMs);
+    if (n <= this.policy.rateLimit.count) return null;
+    return rateLimitedError(this.clock.now() + (await this.store.guards.peek(rateKey(user))).remainingMs, this.clock.now());
+  }
+
+  /** Starts the user's rate-limit window and rejection count over (an administrator's unlock). */
+  async clearThrottle(user: string): Promise<void> {
+    await Promise.all([this.store.guards.reset(rateKey(user)), this.store.guards.reset(rejectsKey(user))]);
   }
 
   numberFor(u: UserRecord): string | undefined {
@@ -198,9 +275,9 @@ export class PushService extends EventEmitter<PushEvents> {
 
   private async countRejection(user: string): Promise<void> {
     const { count, windowMs, lockMs } = this.policy.rejectLockout;
-    const n = await this.store.guards.hit(`push-rejects:${user}`, windowMs);
+    const n = await this.store.guards.hit(rejectsKey(user), windowMs);
     if (n >= count) {
-      await this.store.users.update(user, { pushLockedUntil: this.clock.now() + lockMs, pushLockReason: 'repeated rejections' });
+      await this.store.users.update(user, { pushLockedUntil: this.clock.now() + lockMs, pushLockReason: LOCK_REASONS.rejections });
     }
   }
 
@@ -218,7 +295,7 @@ export class PushService extends EventEmitter<PushEvents> {
       detail: { reason: 'not-me', device: device.id },
     });
     if (this.policy.notMeMuteMs > 0) {
-      await this.store.users.update(c.user, { pushLockedUntil: this.clock.now() + this.policy.notMeMuteMs, pushLockReason: 'reported as not me' });
+      await this.store.users.update(c.user, { pushLockedUntil: this.clock.now() + this.policy.notMeMuteMs, pushLockReason: LOCK_REASONS.notMe });
     }
   }
 }

@@ -4,6 +4,7 @@ import { CountersignError, badRequest, conflict, notFound } from './errors.js';
 import { hashPassword, type ScryptCost } from './password.js';
 import { SecretBox } from './secretbox.js';
 import { findOtpMatch, newOtpSecret, otpauthUri, type OtpAlgorithm, type OtpParams } from './otp.js';
+import type { PushThrottleState } from './push-service.js';
 import type { Store, UserRecord } from '../store/store.js';
 
 export interface UserPolicy {
@@ -30,8 +31,18 @@ export interface UserView {
     failures: number;
     lockedUntil?: number;
   };
-  push: { enabled: boolean; lockedUntil?: number; lockReason?: string; numberMatching?: boolean };
+  /**
+   * `sent`, `limit` and `rateLimitedUntil` (PushThrottleState) are read per user, so
+   * only the view of one user has them; a list has none.
+   */
+  push: { enabled: boolean; lockedUntil?: number; lockReason?: string; numberMatching?: boolean } & Partial<PushThrottleState>;
   factors: Factor[];
+}
+
+/** The push rate limit as the user view shows it and unlock clears it (PushService). */
+export interface PushThrottleSource {
+  throttle(user: string): Promise<PushThrottleState>;
+  clearThrottle(user: string): Promise<void>;
 }
 
 export interface OtpEnrolment {
@@ -51,12 +62,18 @@ export const otpContext = (name: string) => `otp:${name}`;
 
 /** Users and their factors. The store holds them; this decides what is allowed. */
 export class UserService {
+  private pushThrottle?: PushThrottleSource;
+
   constructor(
     private store: Store,
     private box: SecretBox,
     private clock: Clock,
     private policy: UserPolicy,
   ) {}
+
+  readPushThrottleFrom(source: PushThrottleSource): void {
+    this.pushThrottle = source;
+  }
 
   view(u: UserRecord): UserView {
     const locked = (u.otpLockedUntil ?? 0) > this.clock.now();
@@ -116,11 +133,16 @@ export class UserService {
     return u;
   }
 
+  /** One user, with the push allowance: one more store read than `view`. */
   async get(name: string): Promise<UserView> {
-    return this.view(await this.require(name));
+    const [u, throttle] = await Promise.all([this.require(name), this.pushThrottle?.throttle(name)]);
+    const v = this.view(u);
+    if (throttle) v.push = { ...v.push, ...throttle };
+    return v;
   }
 
   async list(opts: { prefix?: string; after?: string; limit: number }) {
+    // Without the push allowance: a page of users must not cost a store read per user.
     const page = await this.store.users.list(opts);
     return { users: page.users.map((u) => this.view(u)), next: page.next, total: page.total };
   }
@@ -229,10 +251,11 @@ export class UserService {
     return results;
   }
 
-  /** Clears OTP and push lockouts. */
+  /** Clears OTP and push lockouts, the push rejection count and the push rate-limit window. */
   async unlock(name: string): Promise<UserView> {
     const ok = await this.store.users.update(name, { otpFailures: 0, unset: ['otpLockedUntil', 'otpLocks', 'pushLockedUntil', 'pushLockReason'] });
     if (!ok) throw notFound('user', name);
+    await this.pushThrottle?.clearThrottle(name);
     return this.get(name);
   }
 

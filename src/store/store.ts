@@ -175,6 +175,13 @@ export interface GuardStore {
   claimOnce(key: string, ttlMs: number): Promise<boolean>;
   /** Counts a hit in a fixed window and returns the count so far. */
   hit(key: string, windowMs: number): Promise<number>;
+  /**
+   * The hits counted so far in the key's window and the time left in it, without
+   * counting one (0 and 0 once the window is over), so a limit can be shown.
+   */
+  peek(key: string): Promise<{ count: number; remainingMs: number }>;
+  /** Forgets a counter: the next hit starts a fresh window (an administrator lifting a limit). */
+  reset(key: string): Promise<void>;
 }
 
 /** A phone (or other authenticator) enrolled for push. */

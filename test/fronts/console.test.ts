@@ -387,6 +387,26 @@ describe('admin console in headless Chromium', () => {
     assert.ok(!devices.some((d) => d.id === pixel.file.deviceId), 'the revoked device is gone');
   });
 
+  it('shows the pushes counted in this window, and Unlock clears them', async (t) => {
+    if (!ready(t)) return;
+    await s.api('POST', '/api/v1/users', { name: 'ivy', password: 'ivy-pw' });
+    await s.api('POST', '/api/v1/users/factors', { users: ['ivy'], factor: 'push', enabled: true });
+    await Authenticator.enrol((await s.api('POST', '/api/v1/users/ivy/enrolments')).body.uri, { name: 'Ivy’s phone' });
+    let last = '';
+    for (let i = 0; i < 3; i++) {
+      const r = await s.api('POST', '/api/v1/challenges', { user: 'ivy' });
+      assert.equal(r.status, 201);
+      last = r.body.id;
+    }
+    await s.api('POST', `/api/v1/challenges/${last}/cancel`, {}); // each login superseded the one before; none is left waiting
+    await goto(admin, '#/users/ivy');
+    const sent = admin.locator('#user-factors .fact').filter({ hasText: 'Pushes sent in this window' });
+    await sent.filter({ hasText: '3 of 100' }).waitFor();
+    await admin.getByRole('button', { name: 'Unlock' }).click();
+    await sent.filter({ hasText: '0 of 100' }).waitFor();
+    assert.equal((await s.api('GET', '/api/v1/users/ivy')).body.push.sent, 0);
+  });
+
   it('shows pending logins live, and drops one as soon as it is approved', async (t) => {
     if (!ready(t)) return;
     await goto(admin, '#/live');

@@ -329,6 +329,22 @@ export function storeContract(name: string, make: () => Promise<Store>): void {
         const counts = await Promise.all(Array.from({ length: 5 }, () => store.guards.hit(k, 60_000)));
         assert.deepEqual(counts.sort(), [1, 2, 3, 4, 5]);
       });
+
+      it('reads a counter without counting, and resets it to a fresh window', async () => {
+        await ready;
+        const k = uid('peek');
+        assert.deepEqual(await store.guards.peek(k), { count: 0, remainingMs: 0 }, 'nothing counted yet');
+        for (let i = 0; i < 3; i++) await store.guards.hit(k, 60_000);
+        const first = await store.guards.peek(k);
+        const second = await store.guards.peek(k);
+        assert.equal(first.count, 3);
+        assert.equal(second.count, 3, 'peeking does not count');
+        assert.ok(first.remainingMs > 0 && first.remainingMs <= 60_000, `time left in the window (${first.remainingMs})`);
+        await store.guards.reset(k);
+        assert.deepEqual(await store.guards.peek(k), { count: 0, remainingMs: 0 });
+        assert.equal(await store.guards.hit(k, 60_000), 1, 'a hit after a reset starts over');
+        await store.guards.reset(uid('never-counted'));
+      });
     });
   });
 }

@@ -112,7 +112,7 @@ export function userRoutes(api: ApiBuilder, ctx: AppContext, sessions: ConsoleSe
   api.route({
     method: 'get',
     path: '/users/:name',
-    summary: 'Show one user and the state of their factors',
+    summary: 'Show one user and the state of their factors, with locks and the push allowance (pushes sent in this window, the limit, and while at it when the window ends)',
     errors: { 404: 'no such user' },
     handler: ({ req }) => ctx.users.get(String(req.params.name)),
   });
@@ -197,7 +197,7 @@ export function userRoutes(api: ApiBuilder, ctx: AppContext, sessions: ConsoleSe
   api.route({
     method: 'post',
     path: '/users/:name/unlock',
-    summary: 'Clear an OTP lockout',
+    summary: 'Clear OTP and push lockouts: the OTP lock and failures, a push hold-back or mute, the push rejection count and the push rate-limit window',
     errors: { 404: 'no such user' },
     handler: async ({ req }) => {
       const name = String(req.params.name);

@@ -4,6 +4,7 @@ import type Provider from 'oidc-provider';
 import { errors } from 'oidc-provider';
 import type { Challenge } from '../../core/challenge.js';
 import { CountersignError } from '../../core/errors.js';
+import { whyNoPush } from '../../core/push-service.js';
 import { FirstFactorThrottle } from '../../core/throttle.js';
 import type { AppContext } from '../../context.js';
 import { idDigest } from './adapter.js';
@@ -14,6 +15,8 @@ import { errorPage, factorPage, loginPage } from './pages.js';
 interface Step {
   user: string;
   cid: string;
+  /** Why no push was sent for this login, in the user's words; kept for every render of the page. */
+  noPush?: string;
 }
 
 const FINAL_WORDS: Record<string, string> = {
@@ -86,7 +89,7 @@ export function mountOidc(app: Express, ctx: AppContext) {
     return finish(req, res, { login: { accountId: user, ...login } });
   };
 
-  const renderFactor = async (res: Response, uid: string, c: Challenge, error?: string, status = 200) => {
+  const renderFactor = async (res: Response, uid: string, step: Step, c: Challenge, error?: string, status = 200) => {
     const n = nonce(res);
     res.status(status).type('html').send(
       factorPage({
@@ -98,6 +101,7 @@ export function mountOidc(app: Express, ctx: AppContext) {
         push: c.factors.includes('push'),
         otp: c.factors.includes('otp'),
         secondsLeft: Math.max(0, Math.ceil((c.deadline - ctx.clock.now()) / 1000)),
+        noPush: step.noPush,
         error,
       }),
     );
@@ -114,7 +118,7 @@ export function mountOidc(app: Express, ctx: AppContext) {
     if (c && step) {
       if (c.state === 'approved') return approved(req, res, d, c, step.user);
       if (c.state !== 'pending') return deny(req, res, FINAL_WORDS[c.state]!);
-      return renderFactor(res, d.uid, c);
+      return renderFactor(res, d.uid, step, c);
     }
     const n = nonce(res);
     res.type('html').send(loginPage({ action: `${base}/${d.uid}/login`, csrf: csrfFor(d.uid), client: await clientName(d.params.client_id), nonce: n }));
@@ -148,8 +152,12 @@ export function mountOidc(app: Express, ctx: AppContext) {
 
     const allowSingle = satisfies(await accepted(d), ACR_PWD);
     let c: Challenge;
+    let noPush: string | undefined;
     try {
-      c = await ctx.login.begin(name, null, { front: 'oidc', client: String(d.params.client_id), ip: req.ip, userAgent: req.get('user-agent') });
+      const opened = await ctx.login.open(name, null, { front: 'oidc', client: String(d.params.client_id), ip: req.ip, userAgent: req.get('user-agent') });
+      c = opened.challenge;
+      // The password was right: from here on the user may know why their phone stays quiet.
+      if (opened.pushNotSent) noPush = whyNoPush(opened.pushNotSent, ctx.clock.now());
     } catch (err) {
       if (err instanceof CountersignError && err.code === 'no_second_factor' && allowSingle) {
         return finish(req, res, { login: { accountId: name, amr: ['pwd'], acr: ACR_PWD } });
@@ -157,7 +165,7 @@ export function mountOidc(app: Express, ctx: AppContext) {
       if (err instanceof CountersignError && err.status < 500) return deny(req, res, err.message);
       throw err;
     }
-    await ctx.store.kv.set(stepKey(d.uid), JSON.stringify({ user: name, cid: c.id } satisfies Step), ttl(c));
+    await ctx.store.kv.set(stepKey(d.uid), JSON.stringify({ user: name, cid: c.id, ...(noPush ? { noPush } : {}) } satisfies Step), ttl(c));
     res.redirect(303, `${base}/${d.uid}`);
   });
 
@@ -169,7 +177,7 @@ export function mountOidc(app: Express, ctx: AppContext) {
     const code = typeof req.body?.code === 'string' ? req.body.code.trim() : '';
     const c = await ctx.engine.get(step.cid);
     if (!c) return deny(req, res, FINAL_WORDS.expired!);
-    if (!/^\d{6,8}$/.test(code)) return renderFactor(res, d.uid, c, 'A code is 6 to 8 digits.', 400);
+    if (!/^\d{6,8}$/.test(code)) return renderFactor(res, d.uid, step, c, 'A code is 6 to 8 digits.', 400);
     try {
       const done = await ctx.login.answerOtp(c.id, code);
       return approved(req, res, d, done, step.user);
@@ -177,7 +185,7 @@ export function mountOidc(app: Express, ctx: AppContext) {
       if (!(err instanceof CountersignError) || err.status >= 500) throw err;
       if (err.code === 'otp_invalid' || err.code === 'otp_replayed') {
         const left = (err.details?.attemptsLeft as number | undefined) ?? 0;
-        return renderFactor(res, d.uid, c, `${err.code === 'otp_replayed' ? 'That code was already used' : 'Wrong code'}. ${left} attempt${left === 1 ? '' : 's'} left.`, 401);
+        return renderFactor(res, d.uid, step, c, `${err.code === 'otp_replayed' ? 'That code was already used' : 'Wrong code'}. ${left} attempt${left === 1 ? '' : 's'} left.`, 401);
       }
       return deny(req, res, err.code.startsWith('challenge_') ? FINAL_WORDS[c.state] ?? err.message : err.message);
     }
@@ -190,7 +198,7 @@ export function mountOidc(app: Express, ctx: AppContext) {
     const c = step ? await ctx.engine.get(step.cid) : null;
     if (!step || !c) return deny(req, res, FINAL_WORDS.expired!);
     if (c.state === 'approved') return approved(req, res, d, c, step.user);
-    if (c.state === 'pending') return renderFactor(res, d.uid, c, 'Not approved yet.');
+    if (c.state === 'pending') return renderFactor(res, d.uid, step, c, 'Not approved yet.');
     return deny(req, res, FINAL_WORDS[c.state]!);
   });
 

@@ -17,7 +17,7 @@ input{width:100%;padding:.7rem;font-size:1rem;border:1px solid var(--muted);bord
 input:focus,button:focus,a:focus{outline:3px solid var(--accent);outline-offset:2px}
 button{margin-top:1.25rem;width:100%;padding:.75rem;font-size:1rem;font-weight:600;border:0;border-radius:8px;background:var(--accent);color:#fff;cursor:pointer}
 .code{font:700 2.4rem/1 ui-monospace,monospace;letter-spacing:.2em;text-align:center;margin:1rem 0}
-.err{color:var(--err);font-weight:600}.muted{color:var(--muted);font-size:.9rem}.or{text-align:center;color:var(--muted);margin:1.5rem 0 0}
+.err{color:var(--err);font-weight:600}.note{border-left:4px solid var(--accent);padding:.25rem 0 .25rem .75rem}.muted{color:var(--muted);font-size:.9rem}.or{text-align:center;color:var(--muted);margin:1.5rem 0 0}
 a{color:var(--accent)}`;
 
 export function layout(title: string, body: string, nonce: string): string {
@@ -49,6 +49,8 @@ export interface FactorView {
   push: boolean;
   otp: boolean;
   secondsLeft: number;
+  /** Why the user's push was not sent (rate limit, lock, no phone); shown instead of silence. */
+  noPush?: string;
   error?: string;
 }
 
@@ -61,6 +63,7 @@ export function factorPage(v: FactorView): string {
 ${v.number ? `<p>Then type this number on your phone: <strong class="code" id="match-number">${esc(v.number)}</strong></p>` : ''}
 <p id="status" role="status" aria-live="polite">Waiting for your answer… (<span id="left">${v.secondsLeft}</span> s left)</p></section>`
     : '';
+  const noPush = !v.push && v.noPush ? `<p class="note" id="no-push" role="status">${esc(v.noPush)}</p>` : '';
   const otp = v.otp
     ? `<section aria-labelledby="otp-h">${v.push ? '<p class="or">or</p>' : ''}<h1 id="otp-h"${v.push ? ' style="font-size:1.1rem"' : ''}>Enter your one-time code</h1>
 ${v.error ? `<p class="err" role="alert">${esc(v.error)}</p>` : ''}
@@ -87,7 +90,7 @@ es.onerror=function(){s.textContent='Connection lost; reload the page to keep wa
 var o=document.querySelector('form[action$="/otp"]');if(o){o.addEventListener('submit',function(){es.close();clearInterval(t)})}})();
 </script>`
     : '';
-  return layout('Confirm sign-in', `${push}${otp}${script}<p class="muted"><a href="${esc(v.base)}/abort">Cancel this sign-in</a></p>`, v.nonce);
+  return layout('Confirm sign-in', `${push}${noPush}${otp}${script}<p class="muted"><a href="${esc(v.base)}/abort">Cancel this sign-in</a></p>`, v.nonce);
 }
 
 export function errorPage(title: string, message: string, nonce: string): string {

@@ -4,6 +4,7 @@ import { isIP, type AddressInfo } from 'node:net';
 import type { Challenge } from '../../core/challenge.js';
 import { EngineStoppedError } from '../../core/engine.js';
 import { CountersignError } from '../../core/errors.js';
+import { whyNoPush } from '../../core/push-service.js';
 import type { AppContext } from '../../context.js';
 import { normalizeAddress, type RadiusClient, type RadiusClients } from './clients.js';
 import {
@@ -62,6 +63,16 @@ const STATE_SPENT_MS = 2 * 3600 * 1000;
 
 /** An entry of the shared duplicate-detection table. */
 type Seen = { s: 'processing' } | { s: 'pending'; cid: string } | { s: 'done'; reply: string };
+
+/** What a challenge-mode State stands for, kept in the store until the login's deadline. */
+interface BoundState {
+  cid: string;
+  user: string;
+  client: string;
+  address: string;
+  /** Why no push was sent, repeated with every prompt of this login. */
+  noPush?: string;
+}
 
 /** Stops handling a request without answering (the NAS may retransmit). */
 class Drop extends Error {}
@@ -373,17 +384,19 @@ export class RadiusFront {
 
   /** challenge: ask for the OTP or the push approval in an Access-Challenge bound to a State. */
   private async challenge(req: Request): Promise<Reply> {
-    const c = await this.ctx.login.begin(req.user, null, req.origin);
+    const { challenge: c, pushNotSent } = await this.ctx.login.open(req.user, null, req.origin);
+    // Only reached once the first factor passed (or the NAS vouched for it): the reason is the user's own.
+    const noPush = pushNotSent ? whyNoPush(pushNotSent, this.ctx.clock.now(), true) : undefined;
     const state = randomBytes(16);
     await this.ctx.store.kv.set(
       `radius-state:${state.toString('base64url')}`,
-      JSON.stringify({ cid: c.id, user: req.user, client: req.client.name, address: req.address }),
+      JSON.stringify({ cid: c.id, user: req.user, client: req.client.name, address: req.address, ...(noPush ? { noPush } : {}) } satisfies BoundState),
       c.deadline - this.ctx.clock.now(),
     );
-    return this.prompt(c, state, '');
+    return this.prompt(c, state, '', noPush);
   }
 
-  private prompt(c: Challenge, state: Buffer, before: string): Reply {
+  private prompt(c: Challenge, state: Buffer, before: string, noPush?: string): Reply {
     const push = c.factors.includes('push');
     const otp = c.factors.includes('otp');
     const number = c.number ? `, type ${c.number} on your phone,` : '';
@@ -394,7 +407,8 @@ export class RadiusFront {
         : 'Enter your one-time code';
     return {
       code: 'Access-Challenge',
-      message: before + message,
+      // Within the 250 characters a Reply-Message keeps (encode cuts there): prompt first, reason after.
+      message: before + message + (noPush && !push ? ` (${noPush})` : ''),
       attributes: [
         ['State', state],
         ['Session-Timeout', Math.max(1, Math.ceil((c.deadline - this.ctx.clock.now()) / 1000))],
@@ -407,7 +421,7 @@ export class RadiusFront {
   private async followUp(req: Request): Promise<Reply> {
     const stateKey = `radius-state:${req.state!.toString('base64url')}`;
     const raw = await this.ctx.store.kv.get(stateKey);
-    const bound = raw ? (JSON.parse(raw) as { cid: string; user: string; client: string; address: string }) : null;
+    const bound = raw ? (JSON.parse(raw) as BoundState) : null;
     if (!bound || bound.user !== req.user || bound.client !== req.client.name || bound.address !== req.address) {
       return { code: 'Access-Reject', message: 'This login is unknown or has expired; start again', reason: 'bad_state' };
     }
@@ -425,12 +439,12 @@ export class RadiusFront {
         c = await this.ctx.login.answerOtp(c.id, answer);
       } catch (err) {
         if (err instanceof CountersignError && (err.code === 'otp_invalid' || err.code === 'otp_replayed')) {
-          return this.prompt(c, req.state!, 'Wrong code. ');
+          return this.prompt(c, req.state!, 'Wrong code. ', bound.noPush);
         }
         throw err;
       }
     }
-    if (c.state === 'pending') return this.prompt(c, req.state!, 'Not approved yet. ');
+    if (c.state === 'pending') return this.prompt(c, req.state!, 'Not approved yet. ', bound.noPush);
     // One decided login, one final answer: a State is spent by the first follow-up that gets
     // one, on whichever instance (a retransmit of that same packet is answered from the reply
     // cache before it gets here). Another packet with the same State is refused.

@@ -271,6 +271,16 @@ class MemoryGuards implements GuardStore {
     return ++c.count;
   }
 
+  async peek(key: string): Promise<{ count: number; remainingMs: number }> {
+    const now = this.clock.now();
+    const c = this.counters.get(key);
+    return c && c.until > now ? { count: c.count, remainingMs: c.until - now } : { count: 0, remainingMs: 0 };
+  }
+
+  async reset(key: string): Promise<void> {
+    this.counters.delete(key);
+  }
+
   dropExpired(): void {
     const now = this.clock.now();
     for (const [k, until] of this.claims) if (until <= now) this.claims.delete(k);

@@ -20,7 +20,7 @@ import type {
   UserStore,
 } from '../store.js';
 import { matchesAudit } from '../memory/index.js';
-import { ADVANCE_OTP, CREATE_HASH, HIT, OTP_FAILURE, REPLACE_PASSWORD_HASH, SWAP_PENDING, TRANSITION, UPDATE_DEVICE, UPDATE_HASH } from './scripts.js';
+import { ADVANCE_OTP, CREATE_HASH, HIT, OTP_FAILURE, PEEK, REPLACE_PASSWORD_HASH, SWAP_PENDING, TRANSITION, UPDATE_DEVICE, UPDATE_HASH } from './scripts.js';
 
 export interface RedisStoreOptions {
   /** redis://[:password@]host:port/db or rediss://… for a single server. */
@@ -48,6 +48,7 @@ interface Scripts {
   csAdvanceOtp(key: string, value: number): Promise<number>;
   csOtpFailure(key: string, now: number, max: number, lockMs: number, maxLockMs: number): Promise<[number, number]>;
   csHit(key: string, windowMs: number): Promise<number>;
+  csPeek(key: string): Promise<[number, number]>;
   csReplacePasswordHash(key: string, expected: string, hash: string): Promise<number>;
   csSwapPending(key: string, challengeId: string): Promise<string | null>;
   csUpdateDevice(key: string, id: string, patch: string): Promise<number>;
@@ -186,6 +187,7 @@ export class RedisStore implements Store {
     client.defineCommand('csAdvanceOtp', { numberOfKeys: 1, lua: ADVANCE_OTP });
     client.defineCommand('csOtpFailure', { numberOfKeys: 1, lua: OTP_FAILURE });
     client.defineCommand('csHit', { numberOfKeys: 1, lua: HIT });
+    client.defineCommand('csPeek', { numberOfKeys: 1, lua: PEEK });
     client.defineCommand('csReplacePasswordHash', { numberOfKeys: 1, lua: REPLACE_PASSWORD_HASH });
     client.defineCommand('csSwapPending', { numberOfKeys: 1, lua: SWAP_PENDING });
     client.defineCommand('csUpdateDevice', { numberOfKeys: 1, lua: UPDATE_DEVICE });
@@ -542,7 +544,21 @@ class RedisGuards implements GuardStore {
   }
 
   async hit(key: string, windowMs: number): Promise<number> {
-    return guarded(this.client.csHit(`${this.prefix}:hits:{${key}}`, windowMs));
+    return guarded(this.client.csHit(this.hitsKey(key), windowMs));
+  }
+
+  async peek(key: string): Promise<{ count: number; remainingMs: number }> {
+    const [count, pttl] = await guarded(this.client.csPeek(this.hitsKey(key)));
+    // HIT sets the TTL in the step that creates the counter: a key without one is not a window.
+    return pttl > 0 ? { count, remainingMs: pttl } : { count: 0, remainingMs: 0 };
+  }
+
+  async reset(key: string): Promise<void> {
+    await guarded(this.client.del(this.hitsKey(key)));
+  }
+
+  private hitsKey(key: string) {
+    return `${this.prefix}:hits:{${key}}`;
   }
 }
 

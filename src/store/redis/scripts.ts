@@ -92,6 +92,13 @@ if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
 return n
 `;
 
+/** KEYS[1] counter — its count and time left, read together so they belong to the same window. */
+export const PEEK = `
+local n = redis.call('GET', KEYS[1])
+if not n then return {0, 0} end
+return {tonumber(n), redis.call('PTTL', KEYS[1])}
+`;
+
 /** KEYS[1] user; ARGV: challengeId — returns the replaced pending challenge. */
 export const SWAP_PENDING = `
 if redis.call('EXISTS', KEYS[1]) == 0 then return false end

@@ -842,8 +842,16 @@
     const locks = [];
     if (u.otp.lockedUntil) locks.push(badge(`OTP locked until ${fmtTime(u.otp.lockedUntil)}`, 'bad'));
     if (u.push.lockedUntil) locks.push(badge(`push locked until ${fmtTime(u.push.lockedUntil)}${u.push.lockReason ? ` (${u.push.lockReason})` : ''}`, 'bad'));
+    if (u.push.rateLimitedUntil) locks.push(badge(`push rate-limited until ${fmtTime(u.push.rateLimitedUntil)}`, 'bad'));
     if (!locks.length) locks.push(badge('not locked', 'ok'));
     row('Lock state', ...locks);
+    if (u.push.limit !== undefined) {
+      row(
+        'Pushes sent in this window',
+        el('span', { text: `${u.push.sent} of ${u.push.limit}` }),
+        u.push.rateLimitedUntil ? el('span', { class: 'muted', text: ` · no push until ${fmtTime(u.push.rateLimitedUntil)}, or an unlock` }) : null,
+      );
+    }
     row('Failed OTP attempts', el('span', { text: String(u.otp.failures) }));
     row('Factors offered at login', u.factors.length ? el('span', { text: u.factors.map(factorName).join(' and ') }) : badge('none — this user cannot log in', 'warn'));
 
@@ -851,10 +859,11 @@
     otpBtn.textContent = u.otp.enabled ? 'Disable OTP' : 'Enable OTP';
     show(otpBtn, u.otp.enrolled); // without a seed, "Enrol OTP" is the way in
     $('u-push-toggle').textContent = u.push.enabled ? 'Disable push' : 'Enable push';
-    const locked = Boolean(u.otp.lockedUntil || u.push.lockedUntil || u.otp.failures);
+    // Like failed OTP attempts, pushes already counted are something an unlock clears.
+    const locked = Boolean(u.otp.lockedUntil || u.push.lockedUntil || u.otp.failures || u.push.rateLimitedUntil || u.push.sent);
     const unlock = $('u-unlock');
     unlock.disabled = !locked;
-    unlock.title = locked ? 'Clear the OTP and push lockouts' : 'Nothing to unlock';
+    unlock.title = locked ? 'Clear the OTP and push lockouts and the pushes counted in this window' : 'Nothing to unlock';
     $('u-enrol-otp').textContent = u.otp.enrolled ? 'Re-enrol OTP' : 'Enrol OTP';
 
     renderDevices();
