@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
 import { writeFileSync, mkdtempSync } from 'node:fs';
@@ -8,6 +9,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import { redisAvailable, requirePeer, testRedisUrl, uniquePrefix } from './helpers/peers.js';
+import { ROOT } from './helpers/processes.js';
 import { dropPrefix } from './helpers/scale.js';
 import { startTestServer } from './helpers/server.js';
 
@@ -27,6 +29,22 @@ describe('a start that cannot complete stops with one clear message', () => {
         assert.match(err.message, new RegExp(`cannot listen for HTTP on 127\\.0\\.0\\.1:${taken.port}: the port is in use \\(set http\\.port`));
         return true;
       });
+    } finally {
+      await taken.close();
+    }
+  });
+
+  it('countersign serve with the port taken prints one line and exits 1', async () => {
+    const taken = await squat();
+    try {
+      const r = spawnSync(process.execPath, [join(ROOT, 'bin/countersign.js'), 'serve'], {
+        env: { PATH: process.env.PATH!, COUNTERSIGN_HTTP_HOST: '127.0.0.1', COUNTERSIGN_HTTP_PORT: String(taken.port), COUNTERSIGN_RADIUS_ENABLED: 'false', COUNTERSIGN_DEMO: 'false', COUNTERSIGN_LOG_LEVEL: 'silent', COUNTERSIGN_DATA_DIR: mkdtempSync(join(tmpdir(), 'cs-serve-')) },
+        encoding: 'utf8',
+        timeout: 60_000,
+      });
+      assert.equal(r.status, 1, r.stderr);
+      const lines = r.stderr.split('\n').filter((l) => l && !/Unsupported runtime/.test(l));
+      assert.deepEqual(lines, [`countersign: cannot listen for HTTP on 127.0.0.1:${taken.port}: the port is in use (set http.port, COUNTERSIGN_HTTP_PORT)`]);
     } finally {
       await taken.close();
     }

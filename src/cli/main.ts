@@ -1,10 +1,11 @@
 import { parseArgs } from 'node:util';
-import QRCode from 'qrcode';
-import { loadConfig, ConfigError } from '../config/load.js';
-import { seedDemo } from '../demo.js';
-import { startServer } from '../main.js';
-import { Authenticator } from './authenticator.js';
 import { AdminClient, CliError } from './client.js';
+
+// Only what every client command needs is imported up front: a command's own heavier modules
+// (qrcode, jose through the authenticator) load when it runs, and the server only for `serve`.
+// bin/countersign.js may run this file from a transpiled copy, so the server module comes from
+// the caller, which knows where the server's code really is.
+export type LoadServer = () => Promise<typeof import('./serve.js')>;
 
 const USAGE = `countersign — second-factor server
 
@@ -60,6 +61,9 @@ Logins:
   countersign challenge open USER [--password-stdin]
   countersign challenge show ID
   countersign challenge wait ID [--timeout S]
+                                             waits until the login is decided or expires: exits 0 when
+                                             approved, 1 when rejected, expired or cancelled, 2 when still
+                                             pending after S seconds (no limit without --timeout)
   countersign challenge otp ID CODE
   countersign challenge approve|reject|cancel ID
   countersign otp verify USER CODE
@@ -106,25 +110,7 @@ const describeChallenge = (c: any) =>
     c.state === 'pending' ? `  ${c.secondsLeft}s left` : c.method ? `  via ${c.method}${c.reason ? ` (${c.reason})` : ''}` : ''
   }`;
 
-async function serve(): Promise<void> {
-  const config = loadConfig();
-  const running = await startServer(config);
-  if (config.mode === 'development' && config.demo) process.stderr.write(`${await seedDemo(running)}\n`);
-  let stopping = false;
-  const stop = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    running.ctx.log.info({ signal }, 'stopping');
-    running.close().then(
-      () => process.exit(0),
-      () => process.exit(1),
-    );
-  };
-  process.on('SIGINT', stop);
-  process.on('SIGTERM', stop);
-}
-
-export async function main(argv: string[]): Promise<number> {
+export async function main(argv: string[], loadServer: LoadServer): Promise<number> {
   const { values: o, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
@@ -175,7 +161,7 @@ export async function main(argv: string[]): Promise<number> {
     return cmd || o.help ? 0 : 2;
   }
   if (cmd === 'serve') {
-    await serve();
+    await (await loadServer()).serve();
     return -1; // keep running
   }
 
@@ -299,9 +285,13 @@ export async function main(argv: string[]): Promise<number> {
       case 'show':
         c = await api.call('GET', `/challenges/${id}`);
         break;
-      case 'wait':
-        c = await api.call('GET', `/challenges/${id}/wait?timeout=${o.timeout ?? 25}`);
-        break;
+      case 'wait': {
+        const limit = o.timeout === undefined ? undefined : Number(o.timeout);
+        if (limit !== undefined && !(limit >= 0)) throw new CliError('--timeout is a number of seconds');
+        c = await waitForDecision(api, id, limit);
+        show(c, () => describeChallenge(c));
+        return c.state === 'approved' ? 0 : c.state === 'pending' ? WAIT_TIMED_OUT : 1;
+      }
       case 'otp':
         need(2, 'CODE');
         c = await api.call('POST', `/challenges/${id}/otp`, { code: args[1] });
@@ -414,7 +404,7 @@ export async function main(argv: string[]): Promise<number> {
     else {
       out(`Scan with the authenticator app (valid until ${new Date(link.expiresAt).toISOString()}, once):`);
       out(link.uri);
-      out(await QRCode.toString(link.uri, { type: 'terminal', small: true }));
+      out(await terminalQr(link.uri));
     }
     return 0;
   }
@@ -443,6 +433,27 @@ export async function main(argv: string[]): Promise<number> {
   throw new CliError(`unknown command: ${[cmd, sub].filter(Boolean).join(' ')}; see countersign --help`);
 }
 
+/** `challenge wait` gave up at its --timeout with the login still pending. */
+const WAIT_TIMED_OUT = 2;
+/** One long-poll: within the server's 60 s limit and under common proxy idle timeouts. */
+const POLL_SECONDS = 25;
+
+/**
+ * Long-polls until the challenge leaves `pending` (the server answers `expired` itself at the
+ * deadline) or `limitSeconds` pass; the challenge as last seen.
+ */
+async function waitForDecision(api: AdminClient, id: string, limitSeconds?: number): Promise<any> {
+  const until = limitSeconds === undefined ? Infinity : Date.now() + limitSeconds * 1000;
+  for (;;) {
+    const seconds = Math.ceil(Math.min(POLL_SECONDS, Math.max(0, until - Date.now()) / 1000) * 10) / 10;
+    const asked = Date.now();
+    const c = await api.call('GET', `/challenges/${id}/wait?timeout=${seconds}`);
+    if (c.state !== 'pending' || Date.now() >= until) return c;
+    // Something between us and the server answered before the wait was over: no busy loop.
+    if (Date.now() - asked < seconds * 500) await new Promise((r) => setTimeout(r, Math.min(250, until - Date.now())));
+  }
+}
+
 type Options = Record<string, string | string[] | boolean | undefined>;
 
 const describePending = (p: any) =>
@@ -452,6 +463,7 @@ const describePending = (p: any) =>
 
 /** The reference authenticator: `countersign device …` acts as a phone. */
 async function deviceCommand(sub: string | undefined, args: string[], o: Options, show: (d: unknown, h: () => string) => void) {
+  const { Authenticator } = await import('./authenticator.js');
   const keyFile = (o['key-file'] as string | undefined) ?? 'countersign-device.json';
   const answerExtra = () => ({
     ...(o.number ? { number: String(o.number) } : {}),
@@ -519,13 +531,14 @@ async function deviceCommand(sub: string | undefined, args: string[], o: Options
   }
 }
 
-export function run(): void {
-  main(process.argv.slice(2)).then(
+export function run(loadServer: LoadServer): void {
+  main(process.argv.slice(2), loadServer).then(
     (code) => {
       if (code >= 0) process.exitCode = code;
     },
     (err) => {
-      if (err instanceof CliError || err instanceof ConfigError) process.stderr.write(`countersign: ${err.message}\n`);
+      // ConfigError and StartError by name: importing their classes here would load the server.
+      if (err instanceof CliError || ['ConfigError', 'StartError'].includes((err as Error).name)) process.stderr.write(`countersign: ${err.message}\n`);
       else if ((err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) process.stderr.write(`countersign: ${(err as Error).message}\n`);
       else process.stderr.write(`countersign: ${(err as Error).stack ?? err}\n`);
       process.exitCode = process.exitCode || 1;
