@@ -11,10 +11,7 @@ import type { SecretBox } from './core/secretbox.js';
 import type { UserService } from './core/users.js';
 import type { Config } from './config/schema.js';
 import type { Metrics } from './observability/metrics.js';
-import type { RadiusClients } from './fronts/radius/clients.js';
-import type { OidcClients } from './fronts/oidc/clients.js';
-import type { BridgeCredentials } from './fronts/bridge/credentials.js';
-import type { Store } from './store/store.js';
+import type { Store } from './core/store.js';
 
 /** What main.ts wires together and hands to every front and plugin. */
 export interface AppContext {
@@ -31,9 +28,6 @@ export interface AppContext {
   login: LoginService;
   devices: DeviceService;
   push: PushService;
-  radiusClients: RadiusClients;
-  oidcClients: OidcClients;
-  bridgeCredentials: BridgeCredentials;
   metrics: Metrics;
   /** Each enabled front's start: readiness waits for all of them. */
   fronts: Record<string, 'starting' | 'up'>;

@@ -1,6 +1,7 @@
 import QRCode from 'qrcode';
 import { CountersignError } from './core/errors.js';
 import type { AppContext } from './context.js';
+import type { Registries } from './fronts/admin/index.js';
 import { verifyPassword } from './core/password.js';
 import type { Running } from './main.js';
 import { DEMO_APP_CLIENT_ID, DEMO_APP_PATH, demoAppOf, demoAppUrls } from './fronts/demo-rp/index.js';
@@ -18,17 +19,17 @@ const isDemoRedirect = (uri: unknown) => uri === OLD_DEMO_REDIRECT || (typeof ur
  * Records an earlier development run left in a shared store with their published
  * passwords and secrets: a production start refuses to serve while any is there.
  */
-export async function demoLeftovers(ctx: AppContext): Promise<string[]> {
+export async function demoLeftovers(ctx: AppContext, registries: Registries): Promise<string[]> {
   const found: string[] = [];
   const user = await ctx.store.users.get(DEMO_USER);
   if (user?.passwordHash && (await verifyPassword(DEMO_PASSWORD, user.passwordHash))) {
     found.push(`user '${DEMO_USER}' with the demo password (countersign user delete ${DEMO_USER})`);
   }
-  await ctx.radiusClients.refresh();
-  for (const name of ctx.radiusClients.withSecret(DEMO_RADIUS_SECRET)) {
+  await registries.radiusClients.refresh();
+  for (const name of registries.radiusClients.withSecret(DEMO_RADIUS_SECRET)) {
     found.push(`RADIUS client '${name}' with the demo secret (countersign radius-client delete ${name})`);
   }
-  const app = await ctx.oidcClients.load(DEMO_APP_CLIENT_ID);
+  const app = await registries.oidcClients.load(DEMO_APP_CLIENT_ID);
   if (app && (app.redirect_uris ?? []).some(isDemoRedirect)) {
     found.push("OpenID client 'demo-app' (countersign oidc-client delete demo-app)");
   }
@@ -41,7 +42,7 @@ export async function demoLeftovers(ctx: AppContext): Promise<string[]> {
  * Redis that a production start could share later.
  */
 export async function seedDemo(running: Running): Promise<string> {
-  const { ctx, url, adminToken } = running;
+  const { ctx, url, adminToken, registries } = running;
   if (ctx.store.kind !== 'memory') {
     return [
       '',
@@ -67,7 +68,7 @@ export async function seedDemo(running: Running): Promise<string> {
   let oidcSecret: string | undefined;
   let appSecret: string | undefined;
   if (ctx.config.oidc.enabled) {
-    oidcSecret = await ctx.oidcClients
+    oidcSecret = await registries.oidcClients
       .add({
         client_id: DEMO_APP_CLIENT_ID,
         client_name: 'Demo app',
@@ -81,13 +82,13 @@ export async function seedDemo(running: Running): Promise<string> {
         throw err;
       });
     // Seeded a second time on the same store: the client registered then, if it is still ours.
-    const registered = oidcSecret ? undefined : await ctx.oidcClients.load(DEMO_APP_CLIENT_ID);
+    const registered = oidcSecret ? undefined : await registries.oidcClients.load(DEMO_APP_CLIENT_ID);
     appSecret = oidcSecret ?? (registered?.redirect_uris?.includes(demoApp.callback) ? registered.client_secret : undefined);
   }
   const rp = demoAppOf(ctx);
   if (rp && running.issuer && appSecret) rp.ready({ issuer: running.issuer, baseUrl: base, clientSecret: appSecret });
   for (const [name, address] of [['demo-nas', '127.0.0.1/32'], ['demo-nas6', '::1/128']] as const) {
-    await ctx.radiusClients.add({ name, address, secret: DEMO_RADIUS_SECRET, mode: 'append' }).catch((err) => {
+    await registries.radiusClients.add({ name, address, secret: DEMO_RADIUS_SECRET, mode: 'append' }).catch((err) => {
       if (!(err instanceof CountersignError && err.code === 'client_exists')) throw err;
     });
   }

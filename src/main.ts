@@ -20,7 +20,7 @@ import { SecretBox } from './core/secretbox.js';
 import { UserService } from './core/users.js';
 import type { Config } from './config/schema.js';
 import type { AppContext } from './context.js';
-import { mountAdminApi } from './fronts/admin/index.js';
+import { mountAdminApi, type Registries } from './fronts/admin/index.js';
 import { mountDeviceApi } from './fronts/device/index.js';
 import { mountOidc } from './fronts/oidc/index.js';
 import { mountDemoApp } from './fronts/demo-rp/index.js';
@@ -36,7 +36,7 @@ import { demoLeftovers } from './demo.js';
 import { Metrics } from './observability/metrics.js';
 import { MemoryStore } from './store/memory/index.js';
 import { RedisStore } from './store/redis/index.js';
-import type { Store } from './store/store.js';
+import type { Store } from './core/store.js';
 
 /** A start that cannot go on: the message names what failed and the setting to look at. */
 export class StartError extends Error {
@@ -51,6 +51,8 @@ export interface Running {
   radiusPort?: number;
   adminToken: string;
   ctx: AppContext;
+  /** The fronts' client registries (RADIUS clients, relying parties, bridge credentials). */
+  registries: Registries;
   close(): Promise<void>;
 }
 
@@ -171,9 +173,9 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const metrics = new Metrics(engine, push);
   const radiusClients = new RadiusClients(store, box, config.radius.clients);
   const oidcClients = new OidcClients(store, box, config.oidc.clients);
+  const registries: Registries = { radiusClients, oidcClients, bridgeCredentials: new BridgeCredentials(store) };
   const ctx: AppContext = {
-    config, log, clock, store, box, engine, users, otp, audit, directory, login, devices, push, metrics, radiusClients, oidcClients,
-    bridgeCredentials: new BridgeCredentials(store),
+    config, log, clock, store, box, engine, users, otp, audit, directory, login, devices, push, metrics,
     fronts: { http: 'starting', ...(config.oidc.enabled ? { oidc: 'starting' } : {}), ...(config.radius.enabled ? { radius: 'starting' } : {}) },
   };
 
@@ -197,11 +199,11 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   let oidc: ReturnType<typeof mountOidc> | undefined;
   const app = createHttpApp(ctx, (a) => {
     const sessions = new ConsoleSessions(store);
-    mountAdminApi(a, ctx, adminToken, sessions);
+    mountAdminApi(a, ctx, adminToken, sessions, registries);
     mountConsole(a, ctx, sessions);
     mountDeviceApi(a, ctx);
-    if (config.bridge.enabled) mountBridgeApi(a, ctx, ctx.bridgeCredentials);
-    if (config.oidc.enabled) oidc = mountOidc(a, ctx);
+    if (config.bridge.enabled) mountBridgeApi(a, ctx, registries.bridgeCredentials);
+    if (config.oidc.enabled) oidc = mountOidc(a, ctx, oidcClients);
     // The demo relying party (/demo-app/): development mode with the demo on only; seedDemo makes it ready.
     if (config.oidc.enabled && config.mode === 'development' && config.demo) mountDemoApp(a, ctx);
   });
@@ -283,7 +285,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     }
     if (config.mode === 'production') {
       // Only a store that answers can be checked; a new version never seeds one that is shared.
-      const leftovers = await demoLeftovers(ctx).catch((err: unknown) => {
+      const leftovers = await demoLeftovers(ctx, registries).catch((err: unknown) => {
         log.warn({ err }, 'could not check the store for development demo records');
         return [];
       });
@@ -299,5 +301,5 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   log.info({ url, store: store.kind, mode: config.mode, push: transports.map((t) => t.platform), fronts: ctx.fronts }, 'countersign listening');
 
   const issuer = oidc?.provider?.issuer;
-  return { url, issuer, radiusPort, adminToken, ctx, close };
+  return { url, issuer, radiusPort, adminToken, ctx, registries, close };
 }

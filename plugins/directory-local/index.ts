@@ -1,6 +1,6 @@
 import type { Directory } from '../../src/core/directory.js';
 import { DEFAULT_SCRYPT, hashPassword, needsRehash, verifyPassword, type ScryptCost } from '../../src/core/password.js';
-import type { Store } from '../../src/store/store.js';
+import type { Store } from '../../src/core/store.js';
 
 /**
  * First factor against Countersign's own users (scrypt hashes in the store). A hash made

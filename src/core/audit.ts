@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { Challenge } from './challenge.js';
-import type { AuditEvent, Store } from '../store/store.js';
+import type { AuditEvent, Store } from './store.js';
 
 /**
  * Audit events go to the log (always) and to the store (for the console and

@@ -4,7 +4,7 @@ import type { Clock } from './clock.js';
 import { CountersignError, badRequest, notFound } from './errors.js';
 import { newToken } from './ids.js';
 import type { SecretBox } from './secretbox.js';
-import type { DeviceRecord, Store } from '../store/store.js';
+import type { DeviceRecord, Store } from './store.js';
 
 export interface DevicePolicy {
   enrolmentMs: number;

@@ -4,7 +4,7 @@ import { isFinal } from './challenge.js';
 import type { Clock, Timer } from './clock.js';
 import { CountersignError, notFound } from './errors.js';
 import { newChallengeId, newDisplayCode } from './ids.js';
-import type { Store, TransitionResult } from '../store/store.js';
+import type { Store, TransitionResult } from './store.js';
 
 /** Due challenges expired per sweep round. */
 const SWEEP_BATCH = 200;

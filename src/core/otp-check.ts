@@ -3,7 +3,7 @@ import { CountersignError, notFound } from './errors.js';
 import { findOtpMatch, totpStep } from './otp.js';
 import type { SecretBox } from './secretbox.js';
 import { otpContext } from './users.js';
-import type { Store } from '../store/store.js';
+import type { Store } from './store.js';
 
 export interface OtpRules {
   /** TOTP steps accepted either side of now (clock drift). */

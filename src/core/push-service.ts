@@ -8,7 +8,7 @@ import type { DeviceService } from './devices.js';
 import type { ChallengeEngine } from './engine.js';
 import { CountersignError, badRequest, notFound } from './errors.js';
 import type { Platform, PushMessage, PushResult, PushTransport } from './push.js';
-import type { DeviceRecord, Store, UserRecord } from '../store/store.js';
+import type { DeviceRecord, Store, UserRecord } from './store.js';
 
 export interface PushPolicy {
   numberMatching: boolean;

@@ -1,4 +1,4 @@
-import type { Challenge, Outcome, Resolution } from '../core/challenge.js';
+import type { Challenge, Outcome, Resolution } from './challenge.js';
 
 /**
  * The one persistence interface. Two implementations, memory (the embedded

@@ -1,5 +1,5 @@
 import { CountersignError } from './errors.js';
-import type { Store } from '../store/store.js';
+import type { Store } from './store.js';
 
 export interface ThrottleRules {
   /** Failed first-factor guesses for one user from one source before that pair waits. */

@@ -5,7 +5,7 @@ import { hashPassword, type ScryptCost } from './password.js';
 import { SecretBox } from './secretbox.js';
 import { findOtpMatch, newOtpSecret, otpauthUri, type OtpAlgorithm, type OtpParams } from './otp.js';
 import type { PushThrottleState } from './push-service.js';
-import type { Store, UserRecord } from '../store/store.js';
+import type { Store, UserRecord } from './store.js';
 
 export interface UserPolicy {
   issuer: string;

@@ -3,7 +3,7 @@ import { after, describe, it } from 'node:test';
 import type { Challenge } from '../../src/core/challenge.js';
 import { ManualClock } from '../../src/core/clock.js';
 import { ChallengeEngine, EngineStoppedError } from '../../src/core/engine.js';
-import type { Store } from '../../src/store/store.js';
+import type { Store } from '../../src/core/store.js';
 import { requirePeer } from '../helpers/peers.js';
 import { storeKinds } from '../helpers/stores.js';
 

@@ -50,7 +50,7 @@ describe('the demo relying party (development mode, demo seeded)', () => {
     assert.deepEqual(app.post_logout_redirect_uris, [`${s.url}/demo-app/`]);
     assert.equal(app.client_secret, undefined, 'the secret stays inside the server');
     // A production start on a store holding it would refuse to serve.
-    assert.ok((await demoLeftovers(s.ctx)).some((l) => l.includes("OpenID client 'demo-app'")));
+    assert.ok((await demoLeftovers(s.ctx, s.registries)).some((l) => l.includes("OpenID client 'demo-app'")));
   });
 
   it('in Chromium at phone width: sign in with MFA required, a TOTP from oathtool, the claims, single sign-on, sign-out', async (t) => {
@@ -167,7 +167,7 @@ describe('the demo relying party elsewhere', () => {
     try {
       const added = await s.api('POST', '/api/v1/oidc-clients', { client_id: 'demo-app', redirect_uris: ['http://127.0.0.1:3000/callback'] });
       assert.equal(added.status, 201, JSON.stringify(added.body));
-      assert.deepEqual(await demoLeftovers(s.ctx), ["OpenID client 'demo-app' (countersign oidc-client delete demo-app)"]);
+      assert.deepEqual(await demoLeftovers(s.ctx, s.registries), ["OpenID client 'demo-app' (countersign oidc-client delete demo-app)"]);
     } finally {
       await s.close();
     }

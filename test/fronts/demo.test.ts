@@ -39,7 +39,7 @@ describe('development demo records', () => {
     const banner = await seedDemo(dev);
     assert.match(banner, /No demo records were created/);
     assert.equal(await dev.ctx.store.users.get(DEMO_USER), null);
-    assert.deepEqual(dev.ctx.radiusClients.withSecret(DEMO_RADIUS_SECRET), []);
+    assert.deepEqual(dev.registries.radiusClients.withSecret(DEMO_RADIUS_SECRET), []);
     await dev.close();
   });
 

@@ -2,7 +2,7 @@ import { Redis } from 'ioredis';
 import type { Clock } from '../../src/core/clock.js';
 import { MemoryStore } from '../../src/store/memory/index.js';
 import { RedisStore } from '../../src/store/redis/index.js';
-import type { Store } from '../../src/store/store.js';
+import type { Store } from '../../src/core/store.js';
 import { redisAvailable, testRedisUrl, uniquePrefix } from './peers.js';
 
 export interface StoreKind {

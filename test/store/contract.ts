@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it, after } from 'node:test';
 import type { Challenge, Resolution } from '../../src/core/challenge.js';
-import type { Store, UserRecord } from '../../src/store/store.js';
+import type { Store, UserRecord } from '../../src/core/store.js';
 
 const T0 = Date.UTC(2026, 0, 1);
 

@@ -1,6 +1,6 @@
 import type { Request } from 'express';
 import type { AppContext } from '../../context.js';
-import type { AuditEvent } from '../../store/store.js';
+import type { AuditEvent } from '../../core/store.js';
 import { callerOf, type Caller } from './auth.js';
 
 /** The name the bearer token goes by in audit events (it has no user of its own). */

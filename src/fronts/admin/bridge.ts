@@ -1,16 +1,16 @@
 import { z } from 'zod';
-import { WORKSTATION_PATTERN } from '../bridge/credentials.js';
+import { WORKSTATION_PATTERN, type BridgeCredentials } from '../bridge/credentials.js';
 import type { ApiBuilder } from '../../http/openapi.js';
 import type { AppContext } from '../../context.js';
 import { adminAudit } from './audit.js';
 
 /** API credentials for Windows credential providers. */
-export function bridgeCredentialRoutes(api: ApiBuilder, ctx: AppContext): void {
+export function bridgeCredentialRoutes(api: ApiBuilder, ctx: AppContext, credentials: BridgeCredentials): void {
   api.route({
     method: 'get',
     path: '/bridge-credentials',
     summary: 'Bridge credentials (tokens are never shown again)',
-    handler: async () => ({ credentials: await ctx.bridgeCredentials.list() }),
+    handler: async () => ({ credentials: await credentials.list() }),
   });
 
   api.route({
@@ -31,7 +31,7 @@ export function bridgeCredentialRoutes(api: ApiBuilder, ctx: AppContext): void {
       .strict(),
     errors: { 400: 'invalid input', 409: 'the name is taken' },
     handler: async ({ req, body, res }) => {
-      const r = await ctx.bridgeCredentials.create(body.name, body.scope, ctx.clock.now(), body.workstations);
+      const r = await credentials.create(body.name, body.scope, ctx.clock.now(), body.workstations);
       adminAudit(ctx, req, 'bridge-credential.add', { client: body.name, detail: { scope: body.scope, workstations: r.credential.workstations } });
       res.status(201);
       return { ...r.credential, token: r.token };
@@ -44,7 +44,7 @@ export function bridgeCredentialRoutes(api: ApiBuilder, ctx: AppContext): void {
     summary: 'Revoke a bridge credential',
     errors: { 404: 'no such credential' },
     handler: async ({ req }) => {
-      await ctx.bridgeCredentials.revoke(String(req.params.name));
+      await credentials.revoke(String(req.params.name));
       adminAudit(ctx, req, 'bridge-credential.revoke', { client: String(req.params.name) });
       return { ok: true };
     },

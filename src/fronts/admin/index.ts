@@ -10,7 +10,10 @@ import { radiusClientRoutes } from './radius.js';
 import { oidcClientRoutes } from './oidc.js';
 import { bridgeCredentialRoutes } from './bridge.js';
 import { userRoutes } from './users.js';
-import type { AuditEvent } from '../../store/store.js';
+import type { RadiusClients } from '../radius/clients.js';
+import type { OidcClients } from '../oidc/clients.js';
+import type { BridgeCredentials } from '../bridge/credentials.js';
+import type { AuditEvent } from '../../core/store.js';
 
 export const ADMIN_BASE = '/api/v1';
 
@@ -22,7 +25,14 @@ const withoutChallengeIds = ({ challengeId: _id, ...e }: AuditEvent): AuditEvent
 };
 
 /** The admin API: bearer token, JSON in and out, described at /api/v1/openapi.json. */
-export function mountAdminApi(app: Express, ctx: AppContext, token: string, sessions: ConsoleSessions): void {
+/** The other fronts' clients, which the admin API manages: each front owns its registry. */
+export interface Registries {
+  radiusClients: RadiusClients;
+  oidcClients: OidcClients;
+  bridgeCredentials: BridgeCredentials;
+}
+
+export function mountAdminApi(app: Express, ctx: AppContext, token: string, sessions: ConsoleSessions, registries: Registries): void {
   const router = express.Router();
   const api = new ApiBuilder(router, ADMIN_BASE, {
     title: 'Countersign admin API',
@@ -37,9 +47,9 @@ export function mountAdminApi(app: Express, ctx: AppContext, token: string, sess
 
   userRoutes(api, ctx, sessions);
   deviceRoutes(api, ctx);
-  radiusClientRoutes(api, ctx);
-  oidcClientRoutes(api, ctx);
-  bridgeCredentialRoutes(api, ctx);
+  radiusClientRoutes(api, ctx, registries.radiusClients);
+  oidcClientRoutes(api, ctx, registries.oidcClients);
+  bridgeCredentialRoutes(api, ctx, registries.bridgeCredentials);
   challengeRoutes(api, ctx);
   api.route({
     method: 'get',

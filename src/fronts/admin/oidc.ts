@@ -1,15 +1,16 @@
 import { z } from 'zod';
 import type { ApiBuilder } from '../../http/openapi.js';
 import type { AppContext } from '../../context.js';
+import type { OidcClients } from '../oidc/clients.js';
 import { adminAudit } from './audit.js';
 
 /** OpenID Connect relying parties added at run time; those in the config file are listed too. */
-export function oidcClientRoutes(api: ApiBuilder, ctx: AppContext): void {
+export function oidcClientRoutes(api: ApiBuilder, ctx: AppContext, clients: OidcClients): void {
   api.route({
     method: 'get',
     path: '/oidc-clients',
     summary: 'OpenID Connect clients (secrets are never shown)',
-    handler: async () => ({ clients: await ctx.oidcClients.list() }),
+    handler: async () => ({ clients: await clients.list() }),
   });
 
   api.route({
@@ -20,7 +21,7 @@ export function oidcClientRoutes(api: ApiBuilder, ctx: AppContext): void {
     body: z.object({ client_id: z.string(), redirect_uris: z.array(z.string()).optional() }).passthrough(),
     errors: { 400: 'invalid client metadata', 409: 'the client_id is taken' },
     handler: async ({ req, body, res }) => {
-      const c = await ctx.oidcClients.add(body);
+      const c = await clients.add(body);
       adminAudit(ctx, req, 'oidc-client.add', { client: String(c.client_id), detail: { redirectUris: c.redirect_uris } });
       res.status(201);
       return c;
@@ -33,7 +34,7 @@ export function oidcClientRoutes(api: ApiBuilder, ctx: AppContext): void {
     summary: 'Remove a relying party added through the API',
     errors: { 400: 'defined in the config file', 404: 'no such client' },
     handler: async ({ req }) => {
-      await ctx.oidcClients.remove(String(req.params.id));
+      await clients.remove(String(req.params.id));
       adminAudit(ctx, req, 'oidc-client.remove', { client: String(req.params.id) });
       return { ok: true };
     },

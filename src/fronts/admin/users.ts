@@ -3,7 +3,7 @@ import QRCode from 'qrcode';
 import type { ApiBuilder } from '../../http/openapi.js';
 import { userName } from '../../http/validate.js';
 import type { AppContext } from '../../context.js';
-import type { UserRecord } from '../../store/store.js';
+import type { UserRecord } from '../../core/store.js';
 import type { ConsoleSessions } from '../console/sessions.js';
 import { adminAudit } from './audit.js';
 

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { conflict, CountersignError, badRequest, notFound } from '../../core/errors.js';
 import { newToken } from '../../core/ids.js';
-import type { Store } from '../../store/store.js';
+import type { Store } from '../../core/store.js';
 
 const KIND = 'bridge-credential';
 const digest = (token: string) => createHash('sha256').update(token).digest('base64url');

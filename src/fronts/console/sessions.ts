@@ -3,7 +3,7 @@ import type { Request, Response } from 'express';
 import { CountersignError } from '../../core/errors.js';
 import { newToken } from '../../core/ids.js';
 import { SECURE_COOKIES_SETTING } from '../../http/server.js';
-import type { Store } from '../../store/store.js';
+import type { Store } from '../../core/store.js';
 
 export type Role = 'admin' | 'helpdesk';
 

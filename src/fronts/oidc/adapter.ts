@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { errors, type Adapter, type AdapterPayload } from 'oidc-provider';
-import type { Store } from '../../store/store.js';
+import type { Store } from '../../core/store.js';
 import type { OidcClients } from './clients.js';
 
 /** Models oidc-provider stores without a lifetime still expire: nothing leaks. */
@@ -10,7 +10,6 @@ const DEFAULT_TTL_MS = 14 * 24 * 3600 * 1000;
  * and a CIBA request found expired answers expired_token, not invalid_grant.
  */
 const GRACE_MS = 5 * 60 * 1000;
-export const OIDC_CLIENT_KIND = 'oidc-client';
 
 /** Ids are bearer secrets (tokens, codes, the session cookie): the store sees only their digest. */
 export const idDigest = (id: string) => createHash('sha256').update(id).digest('base64url');

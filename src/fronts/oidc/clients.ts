@@ -3,9 +3,10 @@ import type { ClientMetadata } from 'oidc-provider';
 import { badRequest, conflict, notFound } from '../../core/errors.js';
 import { newToken } from '../../core/ids.js';
 import type { SecretBox } from '../../core/secretbox.js';
-import type { Store } from '../../store/store.js';
-import { OIDC_CLIENT_KIND } from './adapter.js';
+import type { Store } from '../../core/store.js';
 
+/** Where dynamic relying parties live in the settings store. */
+export const OIDC_CLIENT_KIND = 'oidc-client';
 const secretContext = (id: string) => `${OIDC_CLIENT_KIND}:${id}`;
 
 /**

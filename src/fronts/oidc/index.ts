@@ -8,6 +8,7 @@ import { whyNoPush } from '../../core/push-service.js';
 import { FirstFactorThrottle } from '../../core/throttle.js';
 import type { AppContext } from '../../context.js';
 import { idDigest } from './adapter.js';
+import type { OidcClients } from './clients.js';
 import { ACR_APPROVED, ACR_PWD, WEAKER_THAN_ASKED, acceptedAcrs, createProvider, derivedKey, loginFor, satisfies } from './provider.js';
 import { errorPage, factorPage, loginPage } from './pages.js';
 
@@ -31,7 +32,7 @@ const FINAL_WORDS: Record<string, string> = {
  * for live over server-sent events) or a one-time code. The provider is
  * built once the server knows its own address, when none is configured.
  */
-export function mountOidc(app: Express, ctx: AppContext) {
+export function mountOidc(app: Express, ctx: AppContext, clients: OidcClients) {
   const path = ctx.config.oidc.path;
   const base = `${path}/interaction`;
   const csrfKey = derivedKey(ctx, 'oidc-csrf');
@@ -256,7 +257,7 @@ export function mountOidc(app: Express, ctx: AppContext) {
   return {
     /** Builds the provider once the public address is known. */
     async start(publicUrl: string): Promise<Provider> {
-      provider = await createProvider(ctx, `${publicUrl.replace(/\/+$/, '')}${path}`, base);
+      provider = await createProvider(ctx, clients, `${publicUrl.replace(/\/+$/, '')}${path}`, base);
       handler = provider.callback();
       return provider;
     },

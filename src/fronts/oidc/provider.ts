@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import Provider, { errors, interactionPolicy, type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
 import type { AppContext } from '../../context.js';
 import { storeAdapter } from './adapter.js';
+import type { OidcClients } from './clients.js';
 
 export const ACR_PWD = 'urn:countersign:pwd';
 export const ACR_MFA = 'urn:countersign:mfa';
@@ -106,13 +107,13 @@ async function signingKeys(ctx: AppContext): Promise<Jwks> {
 export const derivedKey = (ctx: AppContext, label: string) =>
   Buffer.from(hkdfSync('sha256', Buffer.from(ctx.config.secretKey ?? '', 'base64'), Buffer.alloc(0), label, 32));
 
-export async function createProvider(ctx: AppContext, issuer: string, interactionBase: string): Promise<Provider> {
+export async function createProvider(ctx: AppContext, clients: OidcClients, issuer: string, interactionBase: string): Promise<Provider> {
   const { engine, login, store } = ctx;
   const deadlineSeconds = Math.floor(engine.opts.deadlineMs / 1000);
   let provider: Provider;
 
   const configuration: Configuration = {
-    adapter: storeAdapter(store, ctx.oidcClients),
+    adapter: storeAdapter(store, clients),
     clients: ctx.config.oidc.clients as unknown as Configuration['clients'],
     jwks: (await signingKeys(ctx)) as Configuration['jwks'],
     cookies: { keys: [derivedKey(ctx, 'oidc-cookies').toString('base64url')] },
@@ -238,7 +239,7 @@ export async function createProvider(ctx: AppContext, issuer: string, interactio
     },
   };
   provider = new Provider(issuer, configuration);
-  ctx.oidcClients.attach(provider);
+  clients.attach(provider);
   provider.proxy = Boolean(ctx.config.http.trustProxy);
   return provider;
 }

@@ -2,7 +2,7 @@ import { BlockList, isIP } from 'node:net';
 import { addressBlockProblem, radiusClientSchema, type RadiusClientConfig } from '../../config/schema.js';
 import { badRequest, conflict, notFound } from '../../core/errors.js';
 import type { SecretBox } from '../../core/secretbox.js';
-import type { Store } from '../../store/store.js';
+import type { Store } from '../../core/store.js';
 import { replyAttribute } from './packet.js';
 
 const KIND = 'radius-client';

@@ -17,7 +17,7 @@ import type {
   UserPatch,
   UserRecord,
   UserStore,
-} from '../store.js';
+} from '../../core/store.js';
 
 /**
  * The embedded default: everything in this process, lost on restart. It keeps

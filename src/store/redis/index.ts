@@ -18,7 +18,7 @@ import type {
   UserPatch,
   UserRecord,
   UserStore,
-} from '../store.js';
+} from '../../core/store.js';
 import { matchesAudit } from '../memory/index.js';
 import { ADVANCE_OTP, CREATE_HASH, HIT, OTP_FAILURE, PEEK, REPLACE_PASSWORD_HASH, SWAP_PENDING, TRANSITION, UPDATE_DEVICE, UPDATE_HASH } from './scripts.js';
 
