@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { it } from 'node:test';
 import { hashPassword, verifyPassword } from '../../src/core/password.js';
 import { SecretBox } from '../../src/core/secretbox.js';
+import { newChallengeId } from '../../src/core/ids.js';
 import { systemClock } from '../../src/core/clock.js';
 import { MemoryStore } from '../../src/store/memory/index.js';
 import createLocalDirectory from '../../plugins/directory-local/index.js';
@@ -55,4 +56,10 @@ it('uses an OWASP scrypt setting by default, and rehashes an older hash at the n
   assert.equal(await dir.verify('ann', 'correct horse'), 'ann');
   assert.equal((await store.users.get('ann'))!.passwordHash, rehashed, 'no rehash when the cost is current');
   assert.equal(await store.users.replacePasswordHash('ann', old, 'scrypt$stale'), false, 'a hash changed meanwhile stays changed');
+});
+
+it('challenge ids are 144-bit URL-safe strings that never start with "-" (a command line would read an option)', () => {
+  const ids = Array.from({ length: 5000 }, () => newChallengeId());
+  assert.ok(ids.every((id) => /^[A-Za-z0-9_][A-Za-z0-9_-]{23}$/.test(id)));
+  assert.equal(new Set(ids).size, ids.length);
 });
