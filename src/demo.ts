@@ -44,9 +44,15 @@ export async function demoLeftovers(ctx: AppContext, registries: Registries): Pr
 export async function seedDemo(running: Running): Promise<string> {
   const { ctx, url, adminToken, registries } = running;
   if (ctx.store.kind !== 'memory') {
+    const where = ctx.config.store.redis.url ?? ctx.config.store.redis.sentinels?.join(',') ?? ctx.config.store.redis.cluster?.join(',');
+    const down = await ctx.store.ping().then(
+      () => null,
+      () => `  Redis at ${where} does not answer: logins are denied and /readyz says 503 until it does.`,
+    );
     return [
       '',
       `Countersign is running in ${ctx.config.mode} mode on the Redis store, at ${url}.`,
+      ...(down ? [down] : []),
       '  No demo records were created: they carry a public password and secrets, so they go only',
       '  into the in-memory store. Create users with `npx countersign user add NAME --password-stdin`.',
       `  Admin API     ${url}/api/v1          (Authorization: Bearer ${adminToken})`,

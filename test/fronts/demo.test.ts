@@ -65,3 +65,14 @@ describe('development demo records', () => {
     await prod.close();
   });
 });
+
+it('development on a Redis that does not answer says so in one line, with no stack', async () => {
+  const s = await startTestServer({ COUNTERSIGN_MODE: 'development', COUNTERSIGN_REDIS_URL: 'redis://127.0.0.1:1' });
+  try {
+    const banner = await seedDemo(s);
+    assert.match(banner, /Redis at redis:\/\/127\.0\.0\.1:1 does not answer: logins are denied/);
+    assert.doesNotMatch(banner, /\bat .*\.ts:\d+/);
+  } finally {
+    await s.close();
+  }
+});
