@@ -56,8 +56,13 @@ describe('the demo relying party (development mode, demo seeded)', () => {
   it('in Chromium at phone width: sign in with MFA required, a TOTP from oathtool, the claims, single sign-on, sign-out', async (t) => {
     if (!requirePeer(t, haveChromium, 'chromium') || !requirePeer(t, hasCommand('oathtool'), 'oathtool')) return;
     const context = await browser!.newContext({ viewport: { width: 390, height: 844 } });
-    // Nothing outside this server (oidc-provider's stock sign-out page asks for a web font).
-    await context.route('**/*', (route) => (route.request().url().startsWith(s.url) ? route.continue() : route.abort()));
+    // Nothing outside this server is asked for, on any page (the stock sign-out page asked for a web font).
+    const outside: string[] = [];
+    await context.route('**/*', (route) => {
+      if (route.request().url().startsWith(s.url)) return route.continue();
+      outside.push(route.request().url());
+      return route.abort();
+    });
     const page = await context.newPage();
     try {
       await page.goto(`${s.url}/demo-app/`);
@@ -86,12 +91,15 @@ describe('the demo relying party (development mode, demo seeded)', () => {
 
       // RP-initiated logout ends both sessions and comes back to the app.
       await page.getByRole('button', { name: 'Sign out' }).click();
-      await page.getByRole('button', { name: 'Yes, sign me out' }).click();
+      await page.getByRole('heading', { name: 'Sign out' }).waitFor();
+      await page.screenshot({ path: `${ARTIFACTS}oidc-sign-out.png`, fullPage: true });
+      await page.getByRole('button', { name: 'Sign out', exact: true }).click();
       await page.waitForURL(`${s.url}/demo-app/?state=signed-out`);
       await page.getByText('You are signed out').waitFor();
       await page.getByRole('button', { name: 'Sign in with Countersign' }).click();
       await page.getByLabel('User name').waitFor();
       assert.match(page.url(), /\/oidc\/interaction\//, 'signed out of Countersign too: the password is asked again');
+      assert.deepEqual(outside, []);
     } finally {
       await context.close();
     }

@@ -96,3 +96,18 @@ var o=document.querySelector('form[action$="/otp"]');if(o){o.addEventListener('s
 export function errorPage(title: string, message: string, nonce: string): string {
   return layout(title, `<h1>${esc(title)}</h1><p role="alert">${esc(message)}</p>`, nonce);
 }
+
+/** oidc-provider's end-session confirmation, in our look (its own page loads a web font from a CDN). */
+export function logoutPage(o: { form: string; client?: string; nonce: string }): string {
+  return layout(
+    'Sign out',
+    `<h1>Sign out</h1><p>Sign out of Countersign${o.client ? ` and ${esc(o.client)}` : ''} on this device?</p>
+${o.form}<button type="submit" form="op.logoutForm" name="logout" value="yes" autofocus>Sign out</button>
+<button type="submit" form="op.logoutForm" class="secondary">Stay signed in</button>`,
+    o.nonce,
+  ).replace('</style>', 'button.secondary{background:transparent;color:var(--accent);border:1px solid var(--accent)}</style>');
+}
+
+export function loggedOutPage(nonce: string): string {
+  return layout('Signed out', '<h1>Signed out</h1><p>You are signed out. You can close this window.</p>', nonce);
+}

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import Provider, { errors, interactionPolicy, type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
 import type { AppContext } from '../../context.js';
 import { storeAdapter } from './adapter.js';
+import { loggedOutPage, logoutPage } from './pages.js';
 import type { OidcClients } from './clients.js';
 
 export const ACR_PWD = 'urn:countersign:pwd';
@@ -107,6 +108,15 @@ async function signingKeys(ctx: AppContext): Promise<Jwks> {
 export const derivedKey = (ctx: AppContext, label: string) =>
   Buffer.from(hkdfSync('sha256', Buffer.from(ctx.config.secretKey ?? '', 'base64'), Buffer.alloc(0), label, 32));
 
+/** The headers our pages carry (CSP with a per-response nonce for the style); returns the nonce. */
+function pageHeaders(kctx: KoaContextWithOIDC): string {
+  const nonce = randomBytes(16).toString('base64');
+  kctx.type = 'html';
+  kctx.set('content-security-policy', `default-src 'none'; style-src 'nonce-${nonce}'; form-action 'self' *; frame-ancestors 'none'; base-uri 'none'`);
+  kctx.set('cache-control', 'no-store');
+  return nonce;
+}
+
 export async function createProvider(ctx: AppContext, clients: OidcClients, issuer: string, interactionBase: string): Promise<Provider> {
   const { engine, login, store } = ctx;
   const deadlineSeconds = Math.floor(engine.opts.deadlineMs / 1000);
@@ -173,7 +183,17 @@ export async function createProvider(ctx: AppContext, clients: OidcClients, issu
     features: {
       devInteractions: { enabled: false },
       revocation: { enabled: true },
-      rpInitiatedLogout: { enabled: true },
+      rpInitiatedLogout: {
+        enabled: true,
+        // Our own pages: no external resources, and the same CSP as the sign-in pages.
+        async logoutSource(kctx, form) {
+          const nonce = pageHeaders(kctx);
+          kctx.body = logoutPage({ form, client: kctx.oidc.client?.clientName ?? kctx.oidc.client?.clientId, nonce });
+        },
+        async postLogoutSuccessSource(kctx) {
+          kctx.body = loggedOutPage(pageHeaders(kctx));
+        },
+      },
       ciba: {
         enabled: true,
         deliveryModes: ['poll', 'ping'],
