@@ -32,7 +32,7 @@ async function staticShim(target: string): Promise<{ url: string; server: Server
       res.writeHead(301, { location: '/console/' }).end();
       return;
     }
-    const file = /^\/console\/(index\.html|app\.js|app\.css)?$/.exec(path);
+    const file = /^\/console\/(index\.html|app\.css|js\/[a-z-]+\.js)?$/.exec(path);
     if (file) {
       const name = file[1] ?? 'index.html';
       res.writeHead(200, {
@@ -139,7 +139,7 @@ describe('admin console in headless Chromium', () => {
 
     // A directory big enough that loading it all would show.
     const page = await fetch(`${s.url}/console/`);
-    servedByServer = page.status === 200 && (await page.text()).includes('app.js');
+    servedByServer = page.status === 200 && (await page.text()).includes('js/main.js');
     if (servedByServer) base = s.url;
     else ({ url: base, server: shim } = await staticShim(s.url));
 
@@ -193,8 +193,10 @@ describe('admin console in headless Chromium', () => {
     const res = await fetch(`${s.url}/console/`);
     assert.equal(res.status, 200, `GET /console/ answered ${res.status}: mountConsole must serve src/fronts/console/static/ (the other tests ran through a stand-in)`);
     assert.match(res.headers.get('content-security-policy') ?? '', /script-src 'self'/);
-    assert.match(await res.text(), /<script src="app\.js" defer><\/script>/);
-    assert.equal((await fetch(`${s.url}/console/app.js`)).status, 200);
+    assert.match(await res.text(), /<script type="module" src="js\/main\.js"><\/script>/);
+    const main = await fetch(`${s.url}/console/js/main.js`);
+    assert.equal(main.status, 200);
+    assert.match(main.headers.get('content-type') ?? '', /javascript/, 'module scripts need a JavaScript MIME type');
     assert.ok(servedByServer);
   });
 
