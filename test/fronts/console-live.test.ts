@@ -1,12 +1,11 @@
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+
 import { after, before, describe, it } from 'node:test';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { haveChromium, launchChromium } from '../helpers/browser.js';
 import { requirePeer } from '../helpers/peers.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 
-const CHROMIUM = '/usr/bin/chromium';
-const haveChromium = existsSync(CHROMIUM);
 
 /**
  * The console's live-logins page and "End all my sessions" in headless
@@ -30,7 +29,7 @@ describe('console live logins and sign-out everywhere, by role', () => {
       await s.api('POST', '/api/v1/users', { name });
       await s.api('POST', `/api/v1/users/${name}/otp`, {});
     }
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'] });
+    browser = await launchChromium();
   });
   after(async () => {
     await browser?.close();

@@ -1,15 +1,14 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { haveChromium, launchChromium } from '../helpers/browser.js';
 import { Authenticator } from '../../src/cli/authenticator.js';
 import { hasCommand, requirePeer } from '../helpers/peers.js';
 import { oathTotp, startTestServer, type TestServer } from '../helpers/server.js';
 
-const CHROMIUM = '/usr/bin/chromium';
-const haveChromium = existsSync(CHROMIUM);
 const haveOathtool = hasCommand('oathtool');
 const ARTIFACTS = new URL('../../test-artifacts/', import.meta.url).pathname;
 const SEEDED = 2000;
@@ -146,10 +145,7 @@ describe('admin console in headless Chromium', () => {
     const names = Array.from({ length: SEEDED }, (_, i) => `user-${String(i).padStart(4, '0')}`);
     await pool(names, 32, (name) => s.ctx.users.create({ name }));
 
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
-    });
+    browser = await launchChromium();
     adminCtx = await browser.newContext({ viewport: { width: 1280, height: 860 } });
     adminCtx.setDefaultTimeout(8000);
     admin = await adminCtx.newPage();

@@ -1,14 +1,12 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
-import { chromium, type Browser } from 'playwright-core';
+import { type Browser } from 'playwright-core';
 import { demoLeftovers, seedDemo } from '../../src/demo.js';
-import { ScriptedBrowser } from '../helpers/browser.js';
+import { ScriptedBrowser, haveChromium, launchChromium } from '../helpers/browser.js';
 import { hasCommand, requirePeer } from '../helpers/peers.js';
 import { oathTotp, startTestServer, type TestServer } from '../helpers/server.js';
 
-const CHROMIUM = '/usr/bin/chromium';
-const haveChromium = existsSync(CHROMIUM);
 const ARTIFACTS = new URL('../../test-artifacts/', import.meta.url).pathname;
 const DEV_DEMO = { COUNTERSIGN_MODE: 'development', COUNTERSIGN_DEMO: 'true' };
 
@@ -25,10 +23,7 @@ describe('the demo relying party (development mode, demo seeded)', () => {
     otpSecret = /otpauth:\/\/\S*[?&]secret=([A-Z2-7]+)/.exec(banner)?.[1] ?? '';
     if (haveChromium) {
       mkdirSync(ARTIFACTS, { recursive: true });
-      browser = await chromium.launch({
-        executablePath: CHROMIUM,
-        args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
-      });
+      browser = await launchChromium();
     }
   });
   after(async () => {

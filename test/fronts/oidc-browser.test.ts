@@ -1,16 +1,15 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import * as client from 'openid-client';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import { type Browser, type Page } from 'playwright-core';
+import { haveChromium, launchChromium } from '../helpers/browser.js';
 import { Authenticator } from '../../src/cli/authenticator.js';
 import { hasCommand, requirePeer } from '../helpers/peers.js';
 import { oathTotp, startTestServer, type TestServer } from '../helpers/server.js';
 
-const CHROMIUM = '/usr/bin/chromium';
-const haveChromium = existsSync(CHROMIUM);
 const ARTIFACTS = new URL('../../test-artifacts/', import.meta.url).pathname;
 
 describe('sign-in pages in headless Chromium', () => {
@@ -45,10 +44,7 @@ describe('sign-in pages in headless Chromium', () => {
     otpSecret = (await s.api('POST', '/api/v1/users/carol/otp', {})).body.secret;
     await s.api('POST', '/api/v1/users/factors', { users: ['carol'], factor: 'push', enabled: true });
     phone = await Authenticator.enrol((await s.api('POST', '/api/v1/users/carol/enrolments')).body.uri, {});
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
-    });
+    browser = await launchChromium();
   });
   after(async () => {
     await browser?.close();

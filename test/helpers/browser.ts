@@ -1,3 +1,13 @@
+import { existsSync } from 'node:fs';
+import { chromium, type Browser } from 'playwright-core';
+
+/** Debian's Chromium; the tests never download a browser of their own. */
+export const CHROMIUM = '/usr/bin/chromium';
+export const haveChromium = existsSync(CHROMIUM);
+/** Headless, with the flags this machine needs: its closed network refuses Chromium's background requests. */
+export const launchChromium = (): Promise<Browser> =>
+  chromium.launch({ executablePath: CHROMIUM, args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'] });
+
 /** A scripted browser for HTTP-level tests: a cookie jar and manual redirects. */
 export class ScriptedBrowser {
   private cookies = new Map<string, string>();
