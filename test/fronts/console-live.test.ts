@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-
 import { after, before, describe, it } from 'node:test';
 import { type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { haveChromium, launchChromium } from '../helpers/browser.js';
