@@ -105,6 +105,20 @@ const describeUser = (u: any) => {
   return `${u.name}${u.displayName ? ` (${u.displayName})` : ''}  otp: ${u.otp.enabled ? (u.otp.lockedUntil ? 'locked' : 'on') : 'off'}  push: ${push}`;
 };
 
+/** `user show`: the one-line summary, then what a help desk asks about. */
+const describeUserInFull = (u: any) => {
+  const lines = [describeUser(u)];
+  if (u.email) lines.push(`  email: ${u.email}`);
+  if (u.role) lines.push(`  console: ${u.role}`);
+  lines.push(`  password: ${u.hasPassword ? 'set' : 'none (first factor from elsewhere)'}`);
+  if (u.otp.enrolled) {
+    const o = u.otp;
+    lines.push(`  otp: ${o.type ?? 'totp'} ${o.algorithm ?? 'SHA1'} ${o.digits ?? 6} digits, ${o.failures} wrong in a row${o.lockedUntil ? `, locked until ${new Date(o.lockedUntil).toISOString()}` : ''}`);
+  }
+  if (u.push.numberMatching !== undefined) lines.push(`  number matching: ${u.push.numberMatching ? 'on' : 'off'} for this user`);
+  return lines.join('\n');
+};
+
 const describeChallenge = (c: any) =>
   `${c.id}  ${c.state}  user ${c.user}  ID ${c.displayCode}  factors ${c.factors.join(',') || '-'}${
     c.state === 'pending' ? `  ${c.secondsLeft}s left` : c.method ? `  via ${c.method}${c.reason ? ` (${c.reason})` : ''}` : ''
@@ -196,7 +210,7 @@ export async function main(argv: string[], loadServer: LoadServer): Promise<numb
       case 'show': {
         need(1, 'NAME');
         const u = await api.call('GET', `/users/${enc(args[0]!)}`);
-        show(u, () => JSON.stringify(u, null, 2));
+        show(u, () => describeUserInFull(u));
         return 0;
       }
       case 'delete': {

@@ -116,7 +116,7 @@ describe('push rate limit and hold-backs, seen and cleared', () => {
 
     const show = await cli(['user', 'show', 'rita']);
     assert.equal(show.code, 0, show.stderr);
-    assert.match(show.stdout, /"rateLimitedUntil": \d+/);
+    assert.match(show.stdout, /push: rate-limited until \d{4}-\d\d-\d\dT[\d:]+Z \(5\/5 sent in this window\)/);
 
     const unlocked = await s.api('POST', '/api/v1/users/rita/unlock');
     assert.equal(unlocked.status, 200);
