@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { Audit } from './core/audit.js';
 import type { Clock } from './core/clock.js';
-import type { Directory } from './core/directory.js';
+import type { Directories } from './core/directories.js';
 import type { DeviceService } from './core/devices.js';
 import type { ChallengeEngine } from './core/engine.js';
 import type { PushService } from './core/push-service.js';
@@ -24,7 +24,8 @@ export interface AppContext {
   users: UserService;
   otp: OtpChecker;
   audit: Audit;
-  directory: Directory;
+  /** The configured directories (first factor, users, groups). */
+  directory: Directories;
   login: LoginService;
   devices: DeviceService;
   push: PushService;

@@ -5,6 +5,8 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { pino, type Logger } from 'pino';
 import createLocalDirectory from '../plugins/directory-local/index.js';
+import createLdapDirectory from '../plugins/directory-ldap/index.js';
+import { Directories } from './core/directories.js';
 import createFcmTransport from '../plugins/push-fcm/index.js';
 import createApnsTransport from '../plugins/push-apns/index.js';
 import { Audit } from './core/audit.js';
@@ -142,7 +144,16 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     maxLockMs: config.otp.maxLockSeconds * 1000,
   });
   const audit = new Audit(store, log.child({ component: 'audit' }));
-  const directory = createLocalDirectory({ store, scrypt });
+  const directory = new Directories(
+    config.directories.map((d) =>
+      d.kind === 'local'
+        ? createLocalDirectory({ store, scrypt, name: d.name, realms: d.realms })
+        : createLdapDirectory(d, { log: log.child({ component: 'directory', directory: d.name }) }),
+    ),
+    store,
+    clock,
+    log.child({ component: 'directories' }),
+  );
   const devices = new DeviceService(store, box, clock, {
     enrolmentMs: config.push.enrolmentSeconds * 1000,
     requestMaxAgeMs: config.push.requestMaxAgeSeconds * 1000,
@@ -169,7 +180,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       sendTimeoutMs: config.push.sendTimeoutMs,
     },
   );
-  const login = new LoginService(engine, users, otp, directory, push);
+  const login = new LoginService(engine, users, otp, directory, push, config.policy);
   const metrics = new Metrics(engine, push);
   const radiusClients = new RadiusClients(store, box, config.radius.clients);
   const oidcClients = new OidcClients(store, box, config.oidc.clients);
@@ -235,6 +246,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   let radius: RadiusFront | undefined;
   let radiusPort: number | undefined;
   let closing: Promise<void> | undefined;
+  let stopSync = () => {};
   const close = () =>
     (closing ??= (async () => {
       // Waiters are told first, so held requests answer "denied" rather than hang.
@@ -246,6 +258,8 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       await done;
       clearTimeout(force);
       await Promise.all(transports.map((t) => t.close().catch(() => {})));
+      stopSync();
+      await directory.close();
       await store.close();
       log.info('countersign stopped');
     })());
@@ -298,6 +312,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     throw err;
   }
   ctx.fronts.http = 'up';
+  stopSync = directory.startSchedule(config.directorySyncMinutes * 60_000, (err) => log.error({ err }, 'directory sync failed'));
   log.info({ url, store: store.kind, mode: config.mode, push: transports.map((t) => t.platform), fronts: ctx.fronts }, 'countersign listening');
 
   const issuer = oidc?.provider?.issuer;

@@ -18,6 +18,7 @@ Users (talk to a running server: COUNTERSIGN_URL, COUNTERSIGN_ADMIN_TOKEN):
   countersign user show NAME
   countersign user delete NAME
   countersign user enable NAME... --otp|--push [--hotp]   (enabling OTP prints the otpauth:// URI and a QR code)
+  countersign user enable --group G [--directory D] --otp|--push   every member of a directory group (nested)
   countersign user disable NAME... --otp|--push
   countersign user otp NAME [--hotp]         enrol OTP again with a new seed
   countersign user unlock NAME               clear an OTP lockout
@@ -45,6 +46,10 @@ Windows logon bridge:
                                              bound to the names or patterns given (default: any)
   countersign bridge-credential list
   countersign bridge-credential revoke NAME
+
+Directories (Active Directory, LDAP, the local one):
+  countersign directory list                 reachable or not, realms, last sync
+  countersign directory sync NAME            records for every user now; users gone from the directory are marked removed
 
 Push enrolment:
   countersign enrol NAME                     one-time enrolment link (10 minutes) as a URI and a QR code
@@ -135,6 +140,8 @@ export async function main(argv: string[], loadServer: LoadServer): Promise<numb
       otp: { type: 'boolean' },
       push: { type: 'boolean' },
       hotp: { type: 'boolean' },
+      group: { type: 'string' },
+      directory: { type: 'string' },
       prefix: { type: 'string' },
       limit: { type: 'string' },
       timeout: { type: 'string' },
@@ -228,9 +235,10 @@ export async function main(argv: string[], loadServer: LoadServer): Promise<numb
       }
       case 'enable':
       case 'disable': {
-        need(1, 'NAME');
+        if (!o.group) need(1, 'NAME (or --group G)');
+        else if (args.length) throw new CliError('give user names or --group, not both');
         const r = await api.call('POST', '/users/factors', {
-          users: args,
+          ...(o.group ? { group: o.group, ...(o.directory ? { directory: o.directory } : {}) } : { users: args }),
           factor: factor(),
           enabled: sub === 'enable',
           ...(o.hotp ? { otp: { type: 'hotp' } } : {}),
@@ -427,6 +435,30 @@ export async function main(argv: string[], loadServer: LoadServer): Promise<numb
     const r = await api.call('POST', '/otp/verify', { user: args[0], code: args[1] });
     show(r, () => 'code accepted');
     return 0;
+  }
+  if (cmd === 'directory') {
+    switch (sub) {
+      case 'list': {
+        const r = await api.call('GET', '/directories');
+        show(r, () =>
+          r.directories
+            .map((d: any) => {
+              const last = d.lastSync ? `last sync ${new Date(d.lastSync.at).toISOString()}: ${d.lastSync.users} users, ${d.lastSync.removed.length} removed` : d.local ? '' : 'never synced';
+              return `${d.name}  ${d.reachable ? 'reachable' : 'UNREACHABLE'}${d.detail ? ` (${d.detail})` : ''}${d.realms.length ? `  realms ${d.realms.join(',')}` : ''}  ${last}`;
+            })
+            .join('\n'),
+        );
+        return r.directories.every((d: any) => d.reachable) ? 0 : 1;
+      }
+      case 'sync': {
+        need(1, 'NAME');
+        const r = await api.call('POST', `/directories/${enc(args[0]!)}/sync`, {});
+        show(r, () => `synchronised ${r.directory}: ${r.users} users (${r.inactive} not active), ${r.removed.length} removed${r.removed.length ? `: ${r.removed.join(', ')}` : ''}, in ${r.tookMs} ms`);
+        return 0;
+      }
+      default:
+        throw new CliError(`unknown command: directory ${sub ?? ''}; see countersign --help`);
+    }
   }
   if (cmd === 'audit') {
     const q = new URLSearchParams({ limit: o.limit ?? '50' });

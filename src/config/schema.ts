@@ -16,6 +16,18 @@ export function addressBlockProblem(s: string): string | null {
   return null;
 }
 
+/** Who may log in, and who needs a second factor, by directory group (src/core/policy.ts). */
+export const policySchema = z
+  .object({
+    /** Only members of one of these groups may log in (empty: everyone). */
+    allowGroups: z.array(z.string().min(1)).optional(),
+    /** Only members of one of these groups need a second factor (empty: everyone does). */
+    mfaGroups: z.array(z.string().min(1)).optional(),
+    /** Users who need a second factor but have none enrolled: refused (deny) or let in on the first (allow). */
+    noFactor: z.enum(['deny', 'allow']).optional(),
+  })
+  .strict();
+
 /** A NAS (VPN concentrator, firewall, proxy) allowed to send Access-Requests. */
 export const radiusClientSchema = z
   .object({
@@ -35,10 +47,54 @@ export const radiusClientSchema = z
     appendDelimiter: z.string().max(1).default(','),
     /** Attributes added to every Access-Accept for this client, e.g. ["Class", "vpn-users"]. */
     acceptAttributes: z.array(replyAttribute).default([]),
+    /** Group policy for this NAS, over the default. */
+    policy: policySchema.optional(),
   })
   .strict();
 
 export type RadiusClientConfig = z.infer<typeof radiusClientSchema>;
+
+const realms = z.array(z.string().min(1).max(253)).default([]).describe('DNS suffixes (user@corp.example.org) and NetBIOS names (CORP\\user) this directory answers for');
+
+/** Countersign's own users and passwords (plugins/directory-local). */
+export const localDirectorySchema = z
+  .object({
+    name: z.string().regex(/^[a-z][a-z0-9-]{0,31}$/).default('local'),
+    kind: z.literal('local'),
+    realms,
+  })
+  .strict();
+
+/** Active Directory or another LDAP server (plugins/directory-ldap). */
+export const ldapDirectorySchema = z
+  .object({
+    name: z.string().regex(/^[a-z][a-z0-9-]{0,31}$/, 'a directory name is lower-case letters, digits and -'),
+    kind: z.literal('ldap'),
+    realms,
+    /** ad: Active Directory (objectGUID, userAccountControl, nested groups by matching rule); openldap: entryUUID, memberOf. */
+    flavor: z.enum(['ad', 'openldap']).default('ad'),
+    /** ldap:// or ldaps:// URLs, tried in order; the next one when a server does not answer. */
+    urls: z.array(z.string().regex(/^ldaps?:\/\/[^\s/]+(:\d+)?\/?$/, 'an ldap:// or ldaps:// URL')).min(1),
+    /** Upgrade ldap:// connections with StartTLS. */
+    startTls: z.boolean().default(false),
+    /** CA certificates (PEM) that sign the servers' certificates. */
+    caFile: z.string().optional(),
+    /** The service account that searches for users (never the user's own bind). */
+    bindDn: z.string().min(1),
+    bindPassword: z.string().min(1),
+    baseDn: z.string().min(1),
+    /** Attributes a login name may match: sAMAccountName, userPrincipalName, mail (AD); uid, mail (OpenLDAP). */
+    loginAttributes: z.array(z.string().regex(/^[A-Za-z][A-Za-z0-9-]*$/)).min(1).optional(),
+    /** Extra filter users must match, e.g. (objectCategory=person). */
+    userFilter: z.string().optional(),
+    timeoutMs: z.number().int().min(100).max(60_000).default(5000),
+    poolSize: z.number().int().min(1).max(32).default(4),
+  })
+  .strict();
+
+export const directorySchema = z.discriminatedUnion('kind', [localDirectorySchema, ldapDirectorySchema]);
+export type LdapDirectoryConfig = z.infer<typeof ldapDirectorySchema>;
+export type DirectoryConfig = z.infer<typeof directorySchema>;
 
 /** Every setting with its default. README's configuration reference mirrors this file. */
 export const configSchema = z.object({
@@ -212,6 +268,15 @@ export const configSchema = z.object({
       token: z.string().min(24, 'the metrics token must be at least 24 characters').optional(),
     })
     .prefault({}),
+  /**
+   * Where users and passwords come from, in order: a login naming a realm goes to the directory
+   * listing it, any other to each in turn until one knows the user.
+   */
+  directories: z.array(directorySchema).min(1).default([{ name: 'local', kind: 'local', realms: [] }]),
+  /** How often directory users are synchronised (records, groups, disabled and removed accounts); 0: never on a schedule. */
+  directorySyncMinutes: z.number().int().min(0).max(7 * 24 * 60).default(60),
+  /** Default group policy; RADIUS clients, relying parties and bridge credentials may set their own. */
+  policy: policySchema.prefault({}),
   /** Seeds a demo user and prints how to try it (development mode only). */
   demo: z.boolean().default(true),
 });

@@ -1,6 +1,8 @@
 import { EventEmitter } from 'node:events';
 import type { Challenge, Factor, Origin } from './challenge.js';
-import type { Directory } from './directory.js';
+import { firstFactorError, groupsOf, type Directories } from './directories.js';
+import { FAILURE_WORDS } from './directory.js';
+import { decide, mergePolicy, type AccessPolicy } from './policy.js';
 import type { ChallengeEngine } from './engine.js';
 import { CountersignError, notFound } from './errors.js';
 import type { OtpChecker } from './otp-check.js';
@@ -13,10 +15,14 @@ export interface BeginOptions {
   only?: Factor;
   /** The front cannot show a number (RADIUS push-wait): number matching cannot be honoured. */
   noScreen?: boolean;
+  /** The client's policy over the default one; null: no group policy here (the console, gated by role). */
+  policy?: AccessPolicy | null;
+  /** Never pass on the first factor alone, whatever the policy (the console, CIBA). */
+  requireSecondFactor?: boolean;
 }
 
-export const firstFactorFailed = () =>
-  new CountersignError(401, 'first_factor_failed', 'wrong user name or password');
+/** How a login approved on its first factor alone is recorded (amr pwd). */
+export const FIRST_FACTOR_ONLY = 'first-factor';
 
 /** A login just opened, and, when push was wanted but not sent, why. */
 export interface Opened {
@@ -39,8 +45,9 @@ export class LoginService extends EventEmitter<{ otpFailure: [string]; pushFaile
     private engine: ChallengeEngine,
     private users: UserService,
     private otp: OtpChecker,
-    private directory: Directory,
+    private directory: Directories,
     private push?: PushService,
+    private defaultPolicy: AccessPolicy = {},
   ) {
     super();
     // The user view shows the push allowance and unlock clears it; only the push service
@@ -61,10 +68,29 @@ export class LoginService extends EventEmitter<{ otpFailure: [string]; pushFaile
     let name = user;
     if (password !== null) {
       const verified = await this.directory.verify(user, password);
-      if (!verified) throw firstFactorFailed();
-      name = verified;
+      if (!verified.ok) throw firstFactorError(verified);
+      name = verified.name;
     }
+    // A directory user the front vouches for (a NAS that checked the password) may not have
+    // signed in here yet: the directory knows them, and their record is made now.
+    if (password === null && !(await this.users.exists(name))) name = (await this.directory.lookup(name))?.name ?? name;
     const record = await this.users.require(name);
+    // A directory user the directory (or the last sync) says is gone or disabled logs in nowhere,
+    // also where the front vouches for the first factor.
+    if (record.directoryState && record.directoryState !== 'active') {
+      throw record.directoryState === 'removed'
+        ? new CountersignError(403, 'account_removed', 'This account no longer exists in the directory; contact your help desk')
+        : new CountersignError(403, 'account_disabled', FAILURE_WORDS.account_disabled);
+    }
+    let secondFactor: 'required' | 'not-required' = 'required';
+    let noFactor: 'deny' | 'allow' = 'deny';
+    if (opts.policy !== null) {
+      const decision = decide(groupsOf(record), mergePolicy(this.defaultPolicy, opts.policy));
+      if (!decision.allowed) throw new CountersignError(403, 'not_allowed', FAILURE_WORDS.not_allowed);
+      ({ secondFactor, noFactor } = decision);
+    }
+    if (opts.requireSecondFactor) [secondFactor, noFactor] = ['required', 'deny'];
+    if (secondFactor === 'not-required') return { challenge: await this.firstFactorOnly(name, origin, opts) };
     const factors: Factor[] = record.otpEnabled && record.otpSecret && opts.only !== 'push' ? ['otp'] : [];
     // Every refusal that sends nothing comes before the push is counted: only a push that
     // goes out uses up the user's allowance.
@@ -86,6 +112,8 @@ export class LoginService extends EventEmitter<{ otpFailure: [string]; pushFaile
       if (!pushRefusal) factors.push('push');
     }
     if (factors.length === 0) {
+      const enrolled = (record.otpEnabled && record.otpSecret) || record.pushEnabled;
+      if (noFactor === 'allow' && !enrolled) return { challenge: await this.firstFactorOnly(name, origin, opts) };
       throw (
         pushRefusal ??
         new CountersignError(422, 'no_second_factor', `'${name}' has no second factor enabled; ask an administrator to enable OTP or push`)
@@ -102,11 +130,24 @@ export class LoginService extends EventEmitter<{ otpFailure: [string]; pushFaile
   }
 
   /**
+   * The policy lets this user in on the first factor: the login is opened and approved at
+   * once, so every front answers it as an approved login and the audit records it as one.
+   */
+  private async firstFactorOnly(name: string, origin: Origin, opts: BeginOptions): Promise<Challenge> {
+    const c = await this.engine.open(name, [], origin, { deadlineMs: opts.deadlineMs, bindingMessage: opts.bindingMessage });
+    const r = await this.engine.approve(c.id, FIRST_FACTOR_ONLY);
+    if (r.challenge?.state !== 'approved') throw new CountersignError(409, 'challenge_expired', 'this login is already expired');
+    return r.challenge;
+  }
+
+  /**
    * A login that is answered in the same request that opens it (a code typed with the
    * password): a wrong or reused code ends it at once instead of leaving it pending.
    */
-  async otpOnce(user: string, code: string, origin: Origin): Promise<Challenge> {
-    const c = await this.begin(user, null, origin, { only: 'otp' });
+  async otpOnce(user: string, code: string, origin: Origin, policy?: AccessPolicy | null): Promise<Challenge> {
+    const c = await this.begin(user, null, origin, { only: 'otp', policy });
+    // The policy let the user in on the first factor: the code is not needed.
+    if (c.state === 'approved') return c;
     try {
       return await this.answerOtp(c.id, code);
     } catch (err) {

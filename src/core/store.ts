@@ -91,6 +91,17 @@ export interface UserRecord {
   pendingChallenge?: string;
   /** Offline HOTP batches handed out (JSON: workstation, credential, first and last counter). */
   offlineIssued?: string;
+  /** For a directory's user: which directory, its stable id and current login name. */
+  directory?: string;
+  directoryId?: string;
+  directoryLogin?: string;
+  /** JSON list of the user's groups at the last sign-in or sync. */
+  directoryGroups?: string;
+  /** What the directory said of the account last: active, disabled, expired, locked… or removed. */
+  directoryState?: 'active' | 'disabled' | 'expired' | 'locked' | 'must_change_password' | 'removed';
+  directorySeenAt?: number;
+  /** JSON of the attributes the directory shows an administrator (dn, userPrincipalName…). */
+  directoryAttributes?: string;
 }
 
 export type UserPatch = Partial<Omit<UserRecord, 'name' | 'createdAt'>> & {

@@ -21,6 +21,15 @@ export interface UserView {
   createdAt: number;
   hasPassword: boolean;
   role?: 'admin' | 'helpdesk';
+  /** For a directory's user: where they come from, their login and groups there, and the account's state. */
+  directory?: {
+    name: string;
+    login?: string;
+    groups: string[];
+    state: NonNullable<UserRecord['directoryState']>;
+    seenAt?: number;
+    attributes: Record<string, string | string[]>;
+  };
   otp: {
     enabled: boolean;
     enrolled: boolean;
@@ -84,6 +93,18 @@ export class UserService {
       createdAt: u.createdAt,
       hasPassword: Boolean(u.passwordHash),
       role: u.role,
+      ...(u.directory
+        ? {
+            directory: {
+              name: u.directory,
+              login: u.directoryLogin,
+              groups: u.directoryGroups ? (JSON.parse(u.directoryGroups) as string[]) : [],
+              state: u.directoryState ?? 'active',
+              seenAt: u.directorySeenAt,
+              attributes: u.directoryAttributes ? (JSON.parse(u.directoryAttributes) as Record<string, string | string[]>) : {},
+            },
+          }
+        : {}),
       otp: {
         enabled: u.otpEnabled,
         enrolled: Boolean(u.otpSecret),
@@ -125,6 +146,10 @@ export class UserService {
     };
     if (!(await this.store.users.create(record))) throw conflict('user_exists', `user '${input.name}' already exists`);
     return this.view(record);
+  }
+
+  async exists(name: string): Promise<boolean> {
+    return (await this.store.users.get(name)) !== null;
   }
 
   async require(name: string): Promise<UserRecord> {

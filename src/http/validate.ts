@@ -8,6 +8,18 @@ export function parse<S extends z.ZodType>(schema: S, value: unknown, what = 're
   return r.data;
 }
 
+/**
+ * A login name as people type it: a local name, an e-mail-like UPN (alice@corp.example.org), or
+ * a NetBIOS-qualified Windows name (CORP\\alice).
+ */
 export const userName = z
+  .string()
+  .regex(
+    /^(?:[A-Za-z0-9][A-Za-z0-9.-]{0,14}\\)?[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$/,
+    'a user name is 1-128 letters, digits or . _ @ + - starting with a letter or digit, optionally after DOMAIN\\',
+  );
+
+/** A name for a user made here (not a login form): no DOMAIN\\ prefix. */
+export const localUserName = z
   .string()
   .regex(/^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$/, 'a user name is 1-128 letters, digits or . _ @ + - and starts with a letter or digit');

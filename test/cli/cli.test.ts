@@ -59,7 +59,7 @@ describe('countersign CLI against a running server', () => {
     const add = await cli(['user', 'add', 'alice', '--password-stdin', '--display-name', 'Alice A'], 'correct horse\n');
     assert.equal(add.code, 0, add.stderr);
     assert.match(add.stdout, /created alice \(Alice A\)/);
-    assert.equal(await s.ctx.directory.verify('alice', 'correct horse'), 'alice', 'the trailing newline is not part of the password');
+    assert.equal(((await s.ctx.directory.verify('alice', 'correct horse')) as { name?: string }).name, 'alice', 'the trailing newline is not part of the password');
     await cli(['user', 'add', 'bob']);
     const list = await cli(['user', 'list']);
     assert.match(list.stdout, /alice \(Alice A\)\s+otp: off\s+push: off\nbob/);

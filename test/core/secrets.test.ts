@@ -47,13 +47,13 @@ it('uses an OWASP scrypt setting by default, and rehashes an older hash at the n
   const old = await hashPassword('correct horse', { N: 1024, r: 8, p: 1 });
   await store.users.create({ name: 'ann', passwordHash: old, createdAt: 0, otpEnabled: false, pushEnabled: false });
   const dir = createLocalDirectory({ store, scrypt: { N: 1024, r: 8, p: 3 } });
-  assert.equal(await dir.verify('ann', 'wrong'), null);
+  assert.deepEqual(await dir.verify('ann', 'wrong'), { ok: false, reason: 'invalid' });
   assert.equal((await store.users.get('ann'))!.passwordHash, old, 'a wrong password changes nothing');
-  assert.equal(await dir.verify('ann', 'correct horse'), 'ann');
+  assert.equal((await dir.verify('ann', 'correct horse')).ok, true);
   const rehashed = (await store.users.get('ann'))!.passwordHash!;
   assert.match(rehashed, /^scrypt\$1024\$8\$3\$/);
   assert.equal(await verifyPassword('correct horse', rehashed), true);
-  assert.equal(await dir.verify('ann', 'correct horse'), 'ann');
+  assert.equal((await dir.verify('ann', 'correct horse')).ok, true);
   assert.equal((await store.users.get('ann'))!.passwordHash, rehashed, 'no rehash when the cost is current');
   assert.equal(await store.users.replacePasswordHash('ann', old, 'scrypt$stale'), false, 'a hash changed meanwhile stays changed');
 });

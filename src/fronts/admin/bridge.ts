@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { policySchema } from '../../config/schema.js';
 import { WORKSTATION_PATTERN, type BridgeCredentials } from '../bridge/credentials.js';
 import type { ApiBuilder } from '../../http/openapi.js';
 import type { AppContext } from '../../context.js';
@@ -27,11 +28,12 @@ export function bridgeCredentialRoutes(api: ApiBuilder, ctx: AppContext, credent
           .max(100)
           .optional()
           .describe('the workstation names it may speak for (fleet: patterns such as PC-*; default any). A workstation credential: its one name (default: the credential name)'),
+        policy: policySchema.optional().describe('group policy for logins through this credential, over the default'),
       })
       .strict(),
     errors: { 400: 'invalid input', 409: 'the name is taken' },
     handler: async ({ req, body, res }) => {
-      const r = await credentials.create(body.name, body.scope, ctx.clock.now(), body.workstations);
+      const r = await credentials.create(body.name, body.scope, ctx.clock.now(), body.workstations, body.policy);
       adminAudit(ctx, req, 'bridge-credential.add', { client: body.name, detail: { scope: body.scope, workstations: r.credential.workstations } });
       res.status(201);
       return { ...r.credential, token: r.token };

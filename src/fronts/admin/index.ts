@@ -10,6 +10,7 @@ import { radiusClientRoutes } from './radius.js';
 import { oidcClientRoutes } from './oidc.js';
 import { bridgeCredentialRoutes } from './bridge.js';
 import { userRoutes } from './users.js';
+import { directoryRoutes } from './directories.js';
 import type { RadiusClients } from '../radius/clients.js';
 import type { OidcClients } from '../oidc/clients.js';
 import type { BridgeCredentials } from '../bridge/credentials.js';
@@ -24,7 +25,6 @@ const withoutChallengeIds = ({ challengeId: _id, ...e }: AuditEvent): AuditEvent
   return { ...e, detail };
 };
 
-/** The admin API: bearer token, JSON in and out, described at /api/v1/openapi.json. */
 /** The other fronts' clients, which the admin API manages: each front owns its registry. */
 export interface Registries {
   radiusClients: RadiusClients;
@@ -32,6 +32,7 @@ export interface Registries {
   bridgeCredentials: BridgeCredentials;
 }
 
+/** The admin API: bearer token, JSON in and out, described at /api/v1/openapi.json. */
 export function mountAdminApi(app: Express, ctx: AppContext, token: string, sessions: ConsoleSessions, registries: Registries): void {
   const router = express.Router();
   const api = new ApiBuilder(router, ADMIN_BASE, {
@@ -46,6 +47,7 @@ export function mountAdminApi(app: Express, ctx: AppContext, token: string, sess
   router.use(express.json({ limit: '2mb' }));
 
   userRoutes(api, ctx, sessions);
+  directoryRoutes(api, ctx);
   deviceRoutes(api, ctx);
   radiusClientRoutes(api, ctx, registries.radiusClients);
   oidcClientRoutes(api, ctx, registries.oidcClients);

@@ -1,11 +1,12 @@
 import { z } from 'zod';
 import QRCode from 'qrcode';
 import type { ApiBuilder } from '../../http/openapi.js';
-import { userName } from '../../http/validate.js';
+import { localUserName, userName } from '../../http/validate.js';
 import type { AppContext } from '../../context.js';
 import type { UserRecord } from '../../core/store.js';
 import type { ConsoleSessions } from '../console/sessions.js';
 import { adminAudit } from './audit.js';
+import { membersOf } from './directories.js';
 
 const otpParams = z
   .object({
@@ -57,7 +58,7 @@ export function userRoutes(api: ApiBuilder, ctx: AppContext, sessions: ConsoleSe
     summary: 'Create a user (password optional: without one, the first factor must come from elsewhere)',
     body: z
       .object({
-        name: userName,
+        name: localUserName,
         password: password.optional(),
         displayName: z.string().max(200).optional(),
         email: z.email().optional(),
@@ -77,22 +78,26 @@ export function userRoutes(api: ApiBuilder, ctx: AppContext, sessions: ConsoleSe
   api.route({
     method: 'post',
     path: '/users/factors',
-    summary: 'Turn OTP or push on or off for many users in one call',
+    summary: 'Turn OTP or push on or off for many users in one call: named users, or every (nested) member of a directory group, records made for those who have none yet',
     body: z
       .object({
-        users: z.array(userName).min(1).max(10_000),
+        users: z.array(userName).min(1).max(10_000).optional(),
+        group: z.string().min(1).max(256).optional().describe('a directory group: its members, nested'),
+        directory: z.string().max(32).optional().describe('with group: only this directory'),
         factor: z.enum(['otp', 'push']),
         enabled: z.boolean(),
         otp: otpParams.optional(),
       })
-      .strict(),
+      .strict()
+      .refine((b) => (b.users === undefined) !== (b.group === undefined), 'give either users or group'),
     errors: { 400: 'invalid input' },
     handler: async ({ req, body }) => {
+      const asked = body.users ?? (await membersOf(ctx, body.group!, body.directory));
       // Read first so the audit can name the users whose factor really changed, not every name asked for.
       const before = new Map<string, UserRecord | null>();
-      const names = [...new Set(body.users)];
+      const names = [...new Set(asked)];
       (await mapLimit(names, 64, (n) => ctx.store.users.get(n))).forEach((u, i) => before.set(names[i]!, u));
-      const results = await ctx.users.setFactor(body.users, body.factor, body.enabled, body.otp);
+      const results = await ctx.users.setFactor(names, body.factor, body.enabled, body.otp);
       const succeeded = results.filter((r) => r.ok).length;
       const changed = results
         .filter((r) => {
@@ -103,7 +108,7 @@ export function userRoutes(api: ApiBuilder, ctx: AppContext, sessions: ConsoleSe
         })
         .map((r) => r.name);
       adminAudit(ctx, req, `${body.factor}.${body.enabled ? 'enable' : 'disable'}`, {
-        detail: { requested: results.length, succeeded, failed: results.length - succeeded, changed },
+        detail: { ...(body.group ? { group: body.group } : {}), requested: results.length, succeeded, failed: results.length - succeeded, changed },
       });
       return { succeeded, failed: results.length - succeeded, results };
     },

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { conflict, CountersignError, badRequest, notFound } from '../../core/errors.js';
 import { newToken } from '../../core/ids.js';
+import type { AccessPolicy } from '../../core/policy.js';
 import type { Store } from '../../core/store.js';
 
 const KIND = 'bridge-credential';
@@ -18,6 +19,8 @@ export interface BridgeCredential {
    * workstation credential has exactly one name and no wildcard.
    */
   workstations: string[];
+  /** Group policy for logins through this credential, over the default. */
+  policy?: AccessPolicy;
   createdAt: number;
 }
 
@@ -42,6 +45,7 @@ export class BridgeCredentials {
     scope: BridgeCredential['scope'],
     now: number,
     workstations?: string[],
+    policy?: AccessPolicy,
   ): Promise<{ credential: BridgeCredential; token: string }> {
     const bound = workstations?.length ? [...new Set(workstations)] : scope === 'workstation' ? [name] : ['*'];
     for (const w of bound) {
@@ -53,7 +57,7 @@ export class BridgeCredentials {
     const all = await this.store.settings.list(KIND);
     for (const v of all.values()) if (normalise(v).name === name) throw conflict('credential_exists', `bridge credential '${name}' already exists`);
     const token = `csb_${newToken(32)}`;
-    const credential: BridgeCredential = { name, scope, workstations: bound, createdAt: now };
+    const credential: BridgeCredential = { name, scope, workstations: bound, ...(policy ? { policy } : {}), createdAt: now };
     await this.store.settings.put(KIND, digest(token), JSON.stringify(credential));
     return { credential, token };
   }

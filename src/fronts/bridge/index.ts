@@ -104,7 +104,7 @@ export function mountBridgeApi(app: Express, ctx: AppContext, credentials: Bridg
         ip: body.ip ?? req.ip,
         userAgent: `${body.scenario}${body.domain ? ` ${body.domain}` : ''} via ${cred.name}`,
         via: cred.name,
-      });
+      }, { policy: cred.policy });
       res.status(201);
       return view(c);
     },

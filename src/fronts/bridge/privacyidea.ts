@@ -5,6 +5,7 @@ import { CountersignError } from '../../core/errors.js';
 import { userName } from '../../http/validate.js';
 import type { AppContext } from '../../context.js';
 import { FirstFactorThrottle } from '../../core/throttle.js';
+import { firstFactorError } from '../../core/directories.js';
 import type { BridgeCredential, BridgeCredentials } from './credentials.js';
 
 /** Marks logins opened through this API (origin.via), with the credential when there was one. */
@@ -109,7 +110,9 @@ export function mountPrivacyIdeaApi(app: Express, ctx: AppContext, credentials: 
   });
 
   const trigger = async (req: Request, res: Response, user: string, cred: BridgeCredential | null) => {
-    const c = await ctx.login.begin(user, null, originOf(req, cred));
+    const c = await ctx.login.begin(user, null, originOf(req, cred), { policy: cred?.policy });
+    // The policy lets this user in on the first factor alone.
+    if (c.state === 'approved') return accepted(res, c.user);
     return answer(res, 'CHALLENGE', challengeDetail(c));
   };
   const accepted = (res: Response, user: string) => answer(res, 'ACCEPT', { message: 'matching 1 tokens', serial: serial('otp', user), type: 'totp' });
@@ -125,29 +128,36 @@ export function mountPrivacyIdeaApi(app: Express, ctx: AppContext, credentials: 
     await throttle.check(user, source);
     const digits = (await ctx.store.users.get(user))?.otpDigits ?? 6;
     const split = new RegExp(`^(.+?)(\\d{${digits}})$`, 's').exec(pass);
-    let name = split ? await ctx.directory.verify(user, split[1]!) : null;
-    if (name && split) {
+    // The password followed by the code first, then the whole as the password: one check each.
+    const candidates: { password: string; code?: string }[] = split ? [{ password: split[1]!, code: split[2]! }, { password: pass }] : [{ password: pass }];
+    for (const candidate of candidates) {
+      const verified = await ctx.directory.verify(user, candidate.password);
+      if (!verified.ok && verified.reason === 'invalid') continue;
+      if (!verified.ok) {
+        if (verified.reason === 'unavailable') throw firstFactorError(verified);
+        // The password was right, and the account cannot sign in as it is: say why.
+        await throttle.succeeded(user, source);
+        return answer(res, 'REJECT', { message: verified.message });
+      }
       await throttle.succeeded(user, source);
+      if (candidate.code === undefined) {
+        try {
+          return await trigger(req, res, verified.name, cred);
+        } catch (err) {
+          if (err instanceof CountersignError && err.code === 'no_second_factor') return wrongPin(res);
+          throw err;
+        }
+      }
       try {
-        await ctx.login.otpOnce(name, split[2]!, originOf(req, cred));
+        await ctx.login.otpOnce(verified.name, candidate.code, originOf(req, cred));
       } catch (err) {
         if (err instanceof CountersignError && err.status < 500 && err.code !== 'otp_locked') return wrongPin(res);
         throw err;
       }
-      return accepted(res, name);
+      return accepted(res, verified.name);
     }
-    name = await ctx.directory.verify(user, pass);
-    if (!name) {
-      await throttle.failed(user, source);
-      return wrongPin(res);
-    }
-    await throttle.succeeded(user, source);
-    try {
-      return await trigger(req, res, name, cred);
-    } catch (err) {
-      if (err instanceof CountersignError && err.code === 'no_second_factor') return wrongPin(res);
-      throw err;
-    }
+    await throttle.failed(user, source);
+    return wrongPin(res);
   };
 
   /** Answers every failure in privacyIDEA's words; nothing here approves. */

@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import express, { type Express, type Request, type Response } from 'express';
 import { z } from 'zod';
 import { CountersignError } from '../../core/errors.js';
+import { firstFactorError } from '../../core/directories.js';
 import { FirstFactorThrottle } from '../../core/throttle.js';
 import { newToken } from '../../core/ids.js';
 import { parse, userName } from '../../http/validate.js';
@@ -46,14 +47,22 @@ export function mountConsole(app: Express, ctx: AppContext, sessions: ConsoleSes
     }
     const source = req.ip ?? '';
     await throttle.check(body.user, source);
-    const name = await ctx.directory.verify(body.user, body.password);
-    if (!name) await throttle.failed(body.user, source);
-    else await throttle.succeeded(body.user, source);
-    const u = name ? await ctx.store.users.get(name) : null;
+    const verified = await ctx.directory.verify(body.user, body.password);
+    if (!verified.ok) {
+      if (verified.reason === 'invalid') await throttle.failed(body.user, source);
+      else throw firstFactorError(verified);
+    } else await throttle.succeeded(body.user, source);
+    const u = verified.ok ? await ctx.store.users.get(verified.name) : null;
     if (!u || !u.role) throw new CountersignError(401, 'first_factor_failed', 'wrong user name or password, or no console access');
     let c;
     try {
-      c = await ctx.login.begin(u.name, null, { front: 'console', client: 'console', ip: req.ip, userAgent: req.get('user-agent') });
+      // The console is gated by role, not group policy, and always takes the administrator's own second factor.
+      c = await ctx.login.begin(
+        u.name,
+        null,
+        { front: 'console', client: 'console', ip: req.ip, userAgent: req.get('user-agent') },
+        { policy: null, requireSecondFactor: true },
+      );
     } catch (err) {
       if (err instanceof CountersignError && err.code === 'no_second_factor') {
         throw new CountersignError(403, 'console_needs_second_factor', 'Countersign protects its own console: enrol OTP or push for this administrator first');

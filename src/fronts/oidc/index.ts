@@ -9,7 +9,7 @@ import { FirstFactorThrottle } from '../../core/throttle.js';
 import type { AppContext } from '../../context.js';
 import { idDigest } from './adapter.js';
 import type { OidcClients } from './clients.js';
-import { ACR_APPROVED, ACR_PWD, WEAKER_THAN_ASKED, acceptedAcrs, createProvider, derivedKey, loginFor, satisfies } from './provider.js';
+import { ACR_APPROVED, WEAKER_THAN_ASKED, acceptedAcrs, clientPolicy, createProvider, derivedKey, loginFor, satisfies } from './provider.js';
 import { errorPage, factorPage, loginPage } from './pages.js';
 
 /** What we remember of an interaction between its steps. */
@@ -76,7 +76,8 @@ export function mountOidc(app: Express, ctx: AppContext, clients: OidcClients) {
     provider!.interactionFinished(req, res, result, { mergeWithLastSubmission: false });
   const deny = (req: Request, res: Response, description: string) => finish(req, res, { error: 'access_denied', error_description: description });
   type Details = Awaited<ReturnType<typeof details>>;
-  const accepted = async (d: Details) => acceptedAcrs(await provider!.Client.find(String(d.params.client_id)), d.params.acr_values);
+  const clientOf = (d: Details) => provider!.Client.find(String(d.params.client_id));
+  const accepted = async (d: Details) => acceptedAcrs(await clientOf(d), d.params.acr_values, ctx.config.policy);
   /** Never finishes with a login weaker than asked: oidc-provider would only prompt for it again. */
   const approved = async (req: Request, res: Response, d: Details, c: Challenge, user: string) => {
     const login = loginFor(c.method);
@@ -144,25 +145,33 @@ export function mountOidc(app: Express, ctx: AppContext, clients: OidcClients) {
     } catch {
       return again('Too many failed sign-ins for this account; wait a few minutes.', 429);
     }
-    const name = await ctx.directory.verify(user, password);
-    if (!name) {
-      await throttle.failed(user, source);
-      return again('Wrong user name or password.', 401);
+    const verified = await ctx.directory.verify(user, password);
+    if (!verified.ok) {
+      if (verified.reason === 'invalid') {
+        await throttle.failed(user, source);
+        return again('Wrong user name or password.', 401);
+      }
+      // The directory cannot be asked, or the password was right and the account cannot sign in
+      // as it is (password expired, disabled…): say which, on the page, never "wrong password".
+      if (verified.reason !== 'unavailable') await throttle.succeeded(user, source);
+      return again(verified.message, verified.reason === 'unavailable' ? 503 : 403);
     }
     await throttle.succeeded(user, source);
+    const name = verified.name;
 
-    const allowSingle = satisfies(await accepted(d), ACR_PWD);
     let c: Challenge;
     let noPush: string | undefined;
     try {
-      const opened = await ctx.login.open(name, null, { front: 'oidc', client: String(d.params.client_id), ip: req.ip, userAgent: req.get('user-agent') });
+      const opened = await ctx.login.open(
+        name,
+        null,
+        { front: 'oidc', client: String(d.params.client_id), ip: req.ip, userAgent: req.get('user-agent') },
+        { policy: clientPolicy(await clientOf(d)) },
+      );
       c = opened.challenge;
       // The password was right: from here on the user may know why their phone stays quiet.
       if (opened.pushNotSent) noPush = whyNoPush(opened.pushNotSent, ctx.clock.now());
     } catch (err) {
-      if (err instanceof CountersignError && err.code === 'no_second_factor' && allowSingle) {
-        return finish(req, res, { login: { accountId: name, amr: ['pwd'], acr: ACR_PWD } });
-      }
       if (err instanceof CountersignError && err.status < 500) return deny(req, res, err.message);
       throw err;
     }

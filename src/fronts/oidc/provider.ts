@@ -4,6 +4,9 @@ import { join } from 'node:path';
 import Provider, { errors, interactionPolicy, type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
 import type { AppContext } from '../../context.js';
 import { storeAdapter } from './adapter.js';
+import { groupsOf } from '../../core/directories.js';
+import { FAILURE_WORDS } from '../../core/directory.js';
+import { decide, mergePolicy, type AccessPolicy } from '../../core/policy.js';
 import { loggedOutPage, logoutPage } from './pages.js';
 import type { OidcClients } from './clients.js';
 
@@ -22,14 +25,22 @@ export function loginFor(method: string | undefined): { amr: string[]; acr: stri
   return { amr, acr: amr.includes('mfa') ? ACR_MFA : method === 'admin' ? ACR_APPROVED : ACR_PWD };
 }
 
+/** A relying party's group policy, from its metadata (countersign_allow_groups, _mfa_groups, _no_factor). */
+export function clientPolicy(client: unknown): AccessPolicy {
+  const c = (client ?? {}) as { countersign_allow_groups?: string[]; countersign_mfa_groups?: string[]; countersign_no_factor?: 'deny' | 'allow' };
+  return { allowGroups: c.countersign_allow_groups, mfaGroups: c.countersign_mfa_groups, noFactor: c.countersign_no_factor };
+}
+
 /**
- * The acr values that satisfy one authorization, or null for any: asking for
- * MFA in acr_values needs the user's own factor; otherwise a client that does
- * not allow logins without a factor needs some second step.
+ * The acr values that satisfy one authorization, or null for any: asking for MFA in
+ * acr_values needs the user's own factor; otherwise a client whose policy lets some users in
+ * on the password (noFactor allow, or a second factor only for some groups) takes any login
+ * the policy let through, and any other needs a second step.
  */
-export function acceptedAcrs(client: unknown, acrValues: unknown): string[] | null {
+export function acceptedAcrs(client: unknown, acrValues: unknown, defaults: AccessPolicy): string[] | null {
   if (String(acrValues ?? '').split(' ').includes(ACR_MFA)) return [ACR_MFA];
-  if ((client as { countersign_no_factor?: string } | undefined)?.countersign_no_factor === 'allow') return null;
+  const p = mergePolicy(defaults, clientPolicy(client));
+  if (p.noFactor === 'allow' || p.mfaGroups?.length) return null;
   return [ACR_MFA, ACR_APPROVED];
 }
 
@@ -46,14 +57,20 @@ export const CIBA_REFUSED = 'this user cannot be asked to approve a sign-in';
  * someone is logged in; this makes the login prompt come back whenever the
  * session's acr is weaker than this client and its acr_values need.
  */
-function interactionsPolicy() {
+function interactionsPolicy(ctx: AppContext) {
   const { Check } = interactionPolicy;
   const policy = interactionPolicy.base();
   policy.get('login')!.checks.add(
-    new Check('countersign_acr', 'a stronger sign-in is required', 'login_required', (kctx) => {
+    new Check('countersign_acr', 'a stronger sign-in is required', 'login_required', async (kctx) => {
       const { session, client, params, result } = kctx.oidc;
       if (!session?.accountId) return Check.NO_NEED_TO_PROMPT; // no_session asks for the login
-      if (satisfies(acceptedAcrs(client, params?.acr_values), session.acr)) return Check.NO_NEED_TO_PROMPT;
+      // Who may sign in here is this client's to say, also for a session another client began.
+      const record = await ctx.store.users.get(session.accountId);
+      const decision = decide(record ? groupsOf(record) : [], mergePolicy(ctx.config.policy, clientPolicy(client)));
+      if (!record || !decision.allowed || (record.directoryState && record.directoryState !== 'active')) {
+        throw new errors.AccessDenied(FAILURE_WORDS.not_allowed);
+      }
+      if (satisfies(acceptedAcrs(client, params?.acr_values, ctx.config.policy), session.acr)) return Check.NO_NEED_TO_PROMPT;
       // A login just finished and still falls short: prompting again would loop the browser.
       if (result?.login) throw new errors.AccessDenied(WEAKER_THAN_ASKED);
       return Check.REQUEST_PROMPT;
@@ -139,10 +156,17 @@ export async function createProvider(ctx: AppContext, clients: OidcClients, issu
       email: ['email'],
     },
     extraClientMetadata: {
-      properties: ['countersign_no_factor'],
+      properties: ['countersign_no_factor', 'countersign_allow_groups', 'countersign_mfa_groups'],
       validator(_ctx, key, value) {
         if (key === 'countersign_no_factor' && value !== undefined && value !== 'deny' && value !== 'allow') {
           throw new errors.InvalidClientMetadata('countersign_no_factor must be "deny" or "allow"');
+        }
+        if (
+          (key === 'countersign_allow_groups' || key === 'countersign_mfa_groups') &&
+          value !== undefined &&
+          !(Array.isArray(value) && value.every((g) => typeof g === 'string' && g.length > 0 && g.length <= 256))
+        ) {
+          throw new errors.InvalidClientMetadata(`${key} must be a list of group names`);
         }
       },
     },
@@ -156,7 +180,7 @@ export async function createProvider(ctx: AppContext, clients: OidcClients, issu
         },
       };
     },
-    interactions: { policy: interactionsPolicy(), url: (_ctx, interaction) => `${interactionBase}/${interaction.uid}` },
+    interactions: { policy: interactionsPolicy(ctx), url: (_ctx, interaction) => `${interactionBase}/${interaction.uid}` },
     // Relying parties are the organisation's own apps: the grant is given, no consent screen.
     async loadExistingGrant(kctx: KoaContextWithOIDC) {
       const { client, session, result, params } = kctx.oidc;
@@ -232,7 +256,7 @@ export async function createProvider(ctx: AppContext, clients: OidcClients, issu
           void engine.wait(c.id).then(
             async (done) => {
               const byPhone = done.method === 'push';
-              if (done.state === 'approved' && !byPhone && !satisfies(acceptedAcrs(client, request.params?.acr_values), ACR_APPROVED)) {
+              if (done.state === 'approved' && !byPhone && !satisfies(acceptedAcrs(client, request.params?.acr_values, ctx.config.policy), ACR_APPROVED)) {
                 await provider.backchannelResult(request, new errors.AccessDenied(WEAKER_THAN_ASKED));
               } else if (done.state === 'approved') {
                 const grant = new provider.Grant({ clientId: client.clientId, accountId: account.accountId as string });

@@ -4,6 +4,7 @@ import { isIP, type AddressInfo } from 'node:net';
 import type { Challenge } from '../../core/challenge.js';
 import { EngineStoppedError } from '../../core/engine.js';
 import { CountersignError } from '../../core/errors.js';
+import type { BeginOptions } from '../../core/login.js';
 import { whyNoPush } from '../../core/push-service.js';
 import type { AppContext } from '../../context.js';
 import { normalizeAddress, type RadiusClient, type RadiusClients } from './clients.js';
@@ -36,7 +37,10 @@ interface Request {
   client: RadiusClient;
   address: string;
   raw: RawPacket;
+  /** User-Name as the NAS sent it (it may carry a realm: CORP\\alice, alice@corp). */
   user: string;
+  /** The Countersign record the first factor named; the User-Name until then. */
+  account?: string;
   password?: string;
   state?: Buffer;
   origin: { front: 'radius'; client: string; ip: string; userAgent?: string };
@@ -317,18 +321,35 @@ export class RadiusFront {
       const { client } = req;
       if (client.secondFactorOnly) return await this.secondFactorOnly(req, req.password);
       if (client.mode === 'append') return await this.append(req, req.password);
-      if (!(await this.ctx.directory.verify(req.user, req.password))) {
-        return { code: 'Access-Reject', message: 'Wrong user name or password', reason: 'first_factor_failed' };
-      }
+      const refused = await this.firstFactor(req, req.password);
+      if (refused) return refused;
       return client.mode === 'challenge' ? await this.challenge(req) : await this.pushWait(req);
     } catch (err) {
       return this.failure(err);
     }
   }
 
+  /**
+   * Checks a password with the directories; null when it passed (req.account names the user's
+   * record), else the reject to send. A right password on an account that cannot sign in as it
+   * is (expired password, disabled) hears why, never "wrong password".
+   */
+  private async firstFactor(req: Request, password: string): Promise<Reply | null> {
+    const verified = await this.ctx.directory.verify(req.user, password);
+    if (verified.ok) {
+      req.account = verified.name;
+      return null;
+    }
+    return { code: 'Access-Reject', message: verified.reason === 'invalid' ? 'Wrong user name or password' : verified.message, reason: verified.reason === 'invalid' ? 'first_factor_failed' : verified.reason };
+  }
+
+  private opts(req: Request, more: BeginOptions = {}): BeginOptions {
+    return { ...more, policy: req.client.policy };
+  }
+
   /** push-wait: hold the request until the phone answers or the deadline passes. */
   private async pushWait(req: Request): Promise<Reply> {
-    const c = await this.ctx.login.begin(req.user, null, req.origin, { only: 'push', noScreen: true });
+    const c = await this.ctx.login.begin(req.account ?? req.user, null, req.origin, this.opts(req, { only: 'push', noScreen: true }));
     await this.ctx.store.kv.set(`radius:${req.key}`, JSON.stringify({ s: 'pending', cid: c.id } satisfies Seen), c.deadline - c.createdAt + 60_000);
     if (this.held.has(req.key)) this.held.set(req.key, 'pending');
     return this.finalReply(req, await this.ctx.engine.wait(c.id));
@@ -336,8 +357,8 @@ export class RadiusFront {
 
   /** A code typed with the request: a wrong or reused one ends the login at once. */
   private async otp(req: Request, code: string): Promise<Reply> {
-    const c = await this.ctx.login.otpOnce(req.user, code, req.origin);
-    return { code: 'Access-Accept', attributes: this.acceptAttributes(req, c), factor: 'otp' };
+    const c = await this.ctx.login.otpOnce(req.account ?? req.user, code, req.origin, req.client.policy);
+    return { code: 'Access-Accept', attributes: this.acceptAttributes(req, c), factor: c.method };
   }
 
   /**
@@ -375,16 +396,19 @@ export class RadiusFront {
       const m = new RegExp(`^(.*)(\\d{${u?.otpDigits ?? 6}})$`, 's').exec(typed);
       if (m) split = { password: m[1]!, second: m[2]! };
     }
-    if (split && /^(\d{6,8}|push)$/i.test(split.second) && (await this.ctx.directory.verify(req.user, split.password))) {
-      return /^push$/i.test(split.second) ? this.pushWait(req) : this.otp(req, split.second);
+    if (split && /^(\d{6,8}|push)$/i.test(split.second)) {
+      const refused = await this.firstFactor(req, split.password);
+      if (!refused) return /^push$/i.test(split.second) ? this.pushWait(req) : this.otp(req, split.second);
+      if (refused.reason !== 'first_factor_failed') return refused;
     }
-    if (await this.ctx.directory.verify(req.user, typed)) return this.pushWait(req);
-    return { code: 'Access-Reject', message: 'Wrong user name or password', reason: 'first_factor_failed' };
+    return (await this.firstFactor(req, typed)) ?? this.pushWait(req);
   }
 
   /** challenge: ask for the OTP or the push approval in an Access-Challenge bound to a State. */
   private async challenge(req: Request): Promise<Reply> {
-    const { challenge: c, pushNotSent } = await this.ctx.login.open(req.user, null, req.origin);
+    const { challenge: c, pushNotSent } = await this.ctx.login.open(req.account ?? req.user, null, req.origin, this.opts(req));
+    // The policy let the user in on the first factor alone.
+    if (c.state === 'approved') return this.finalReply(req, c);
     // Only reached once the first factor passed (or the NAS vouched for it): the reason is the user's own.
     const noPush = pushNotSent ? whyNoPush(pushNotSent, this.ctx.clock.now(), true) : undefined;
     const state = randomBytes(16);
