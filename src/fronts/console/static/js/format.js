@@ -24,3 +24,5 @@ export const fmtDuration = (ms) => {
   return `${Math.floor(ms / 60_000)} min ${Math.round((ms % 60_000) / 1000)} s`;
 };
 export const factorName = (f) => (f === 'otp' ? 'OTP' : f === 'push' ? 'push' : f);
+/** A directory account's state, for people ("must_change_password" → "must change password"). */
+export const accountState = (s) => String(s || 'active').replace(/_/g, ' ');

@@ -10,17 +10,18 @@ import { clearSelection, loadUsers } from './users.js';
 import { loadUser } from './user.js';
 import { startLive, stopLive } from './live.js';
 import { loadClients } from './clients.js';
+import { forgetDirectories, loadDirectories } from './directories.js';
 import { loadAudit } from './audit.js';
 
 // ── routing ──
 
-const VIEWS = ['signin', 'users', 'user', 'live', 'clients', 'audit'];
+const VIEWS = ['signin', 'users', 'user', 'directories', 'live', 'clients', 'audit'];
 
 function parseHash() {
   const h = location.hash.replace(/^#\/?/, '');
   const [head, ...rest] = h.split('/');
   if (head === 'users' && rest.length) return { view: 'user', name: decodeURIComponent(rest.join('/')) };
-  if (['users', 'live', 'clients', 'audit'].includes(head)) return { view: head };
+  if (['users', 'directories', 'live', 'clients', 'audit'].includes(head)) return { view: head };
   return { view: 'users' };
 }
 
@@ -33,7 +34,19 @@ function showView(name) {
     if (a.dataset.nav === navKey) a.setAttribute('aria-current', 'page');
     else a.removeAttribute('aria-current');
   }
+  const here = document.querySelector('#nav a[aria-current="page"]');
+  if (here && !$('nav').hidden) here.scrollIntoView({ block: 'nearest', inline: 'nearest' });
+  navEdges();
 }
+
+/** On a narrow screen the sections scroll sideways: fade the edge that has more behind it. */
+function navEdges() {
+  const nav = $('nav');
+  nav.classList.toggle('more-left', nav.scrollLeft > 1);
+  nav.classList.toggle('more-right', nav.scrollLeft + nav.clientWidth < nav.scrollWidth - 1);
+}
+$('nav').addEventListener('scroll', navEdges, { passive: true });
+window.addEventListener('resize', navEdges);
 
 /** Moves focus to a view's heading so screen readers hear where they are. */
 const focusHeading = (id) => {
@@ -50,13 +63,16 @@ function route() {
   const moveFocus = !firstRoute;
   firstRoute = false;
   showView(r.view);
-  const titles = { users: 'Users', user: r.name, live: 'Live logins', clients: 'Clients', audit: 'Audit' };
+  const titles = { users: 'Users', user: r.name, directories: 'Directories', live: 'Live logins', clients: 'Clients', audit: 'Audit' };
   document.title = `${titles[r.view]} · Countersign console`;
   if (r.view === 'users') {
     loadUsers();
     if (moveFocus) focusHeading('users-h');
   } else if (r.view === 'user') {
     loadUser(r.name).then(() => moveFocus && focusHeading('user-h'));
+  } else if (r.view === 'directories') {
+    loadDirectories();
+    if (moveFocus) focusHeading('directories-h');
   } else if (r.view === 'live') {
     startLive();
     if (moveFocus) focusHeading('live-h');
@@ -134,6 +150,7 @@ function enterApp(s) {
   show($('nav'));
   show($('who'));
   clearSelection();
+  forgetDirectories();
   firstRoute = true;
   if (!location.hash || location.hash === '#' || location.hash === '#/') history.replaceState(null, '', '#/users');
   route();

@@ -6,5 +6,5 @@ export const session = { user: null, role: null, csrf: null };
 
 export const isAdmin = () => session.role === 'admin';
 
-/** The view on screen: 'signin', 'users', 'user', 'live', 'clients' or 'audit'. */
+/** The view on screen: 'signin', 'users', 'user', 'directories', 'live', 'clients' or 'audit'. */
 export const current = { view: null };

@@ -1,8 +1,9 @@
-// One user: factors and lock state, enrolment (OTP QR code, push link) and
-// the phones enrolled for push.
+// One user: factors and lock state, enrolment (OTP QR code, push link), the
+// phones enrolled for push and, for a directory's user, what the directory
+// says of them.
 
 import { $, badge, clear, confirmDialog, el, promptRename, show, toast } from './dom.js';
-import { factorName, fmtAgo, fmtDateTime, fmtTime } from './format.js';
+import { accountState, factorName, fmtAgo, fmtDateTime, fmtTime } from './format.js';
 import { act, api, ApiError, enc, showError, userPath } from './api.js';
 import { current, session } from './state.js';
 
@@ -82,8 +83,65 @@ function renderUser() {
   unlock.title = locked ? 'Clear the OTP and push lockouts and the pushes counted in this window' : 'Nothing to unlock';
   $('u-enrol-otp').textContent = u.otp.enrolled ? 'Re-enrol OTP' : 'Enrol OTP';
 
+  renderDirectory();
   renderDevices();
   show($('user-body'));
+}
+
+/** What each account state means for the user, beside its badge. */
+const STATE_HELP = {
+  active: 'The directory lets this account sign in.',
+  disabled: 'The account is disabled in the directory: it cannot sign in anywhere.',
+  expired: 'The account has expired in the directory: it cannot sign in.',
+  locked: 'The directory has locked the account (too many wrong passwords, or by an administrator there).',
+  must_change_password: 'The user must set a new password in the directory before signing in.',
+  removed: 'The directory no longer has this account: it cannot sign in anywhere. The record is kept for the audit.',
+};
+
+function renderDirectory() {
+  const box = $('user-directory');
+  const d = detail.user.directory;
+  show(box, Boolean(d));
+  const dl = $('user-dir-facts');
+  clear(dl);
+  if (!d) return;
+  const row = (term, cls, ...value) => dl.append(el('div', { class: `fact ${cls}` }, el('dt', { text: term }), el('dd', {}, ...value)));
+  const muted = (text) => el('span', { class: 'muted', text });
+  row('Directory', 'dir-name', el('a', { href: '#/directories', text: d.name }));
+  row('Login there', 'dir-login', d.login ? el('span', { class: 'mono', text: d.login }) : muted('—'));
+  const state = d.state || 'active';
+  const kind = state === 'active' ? 'ok' : state === 'removed' || state === 'disabled' ? 'bad' : 'warn';
+  row('Account state', 'dir-state', badge(accountState(state), kind), STATE_HELP[state] ? el('span', { class: 'cell-sub', text: STATE_HELP[state] }) : null);
+  const groups = [...(d.groups || [])].sort((a, b) => a.localeCompare(b));
+  row(
+    'Groups',
+    'dir-groups',
+    groups.length ? el('ul', { class: 'chips', 'aria-label': `Groups of ${detail.user.name}, nested included` }, groups.map((g) => el('li', { text: g }))) : muted('none'),
+  );
+  const attrs = Object.entries(d.attributes || {});
+  row(
+    'Attributes',
+    'dir-attrs',
+    attrs.length
+      ? el(
+          'table',
+          { class: 'data compact attrs' },
+          el('caption', { class: 'sr-only', text: 'Attributes the directory gave for this user' }),
+          el('thead', {}, el('tr', {}, el('th', { scope: 'col', text: 'Attribute' }), el('th', { scope: 'col', text: 'Value' }))),
+          el(
+            'tbody',
+            {},
+            attrs.map(([k, v]) => el('tr', {}, el('th', { scope: 'row', class: 'mono', text: k }), el('td', { class: 'attr-value', text: Array.isArray(v) ? v.join('\n') : String(v) }))),
+          ),
+        )
+      : muted('none'),
+  );
+  row(
+    'Last seen',
+    'dir-seen',
+    d.seenAt ? el('time', { datetime: new Date(d.seenAt).toISOString(), title: fmtDateTime(d.seenAt), text: fmtAgo(d.seenAt) }) : muted('never'),
+    el('span', { class: 'cell-sub', text: 'At the last sign-in or sync.' }),
+  );
 }
 
 function renderDevices() {

@@ -1,10 +1,12 @@
 // The users page: a page at a time from the server (the directory may hold
 // many thousands), prefix search, and bulk factor changes over a selection
-// that survives paging.
+// that survives paging, or for every member of a directory group.
 
 import { $, badge, clear, confirmDialog, el, show } from './dom.js';
-import { cap, fmtTime, num, plural } from './format.js';
+import { accountState, cap, fmtTime, num, plural } from './format.js';
 import { api, ApiError, enc, hideError, showError } from './api.js';
+import { directoryList } from './directories.js';
+import { isAdmin } from './state.js';
 
 const PAGE_SIZE = 50;
 const BULK_CHUNK = 10_000; // the API's limit per call
@@ -21,10 +23,18 @@ const users = {
   ctrl: null,
 };
 
-/** A new sign-in starts with nothing selected. */
-export const clearSelection = () => users.selected.clear();
+/** Whether "Enable for a group…" was decided for this sign-in. */
+let groupsOffered = false;
+
+/** A new sign-in starts with nothing selected, and asks again which directories there are. */
+export const clearSelection = () => {
+  users.selected.clear();
+  groupsOffered = false;
+  show($('bulk-group'), false);
+};
 
 export async function loadUsers() {
+  offerGroups();
   const seq = ++users.seq;
   if (users.ctrl) users.ctrl.abort();
   users.ctrl = new AbortController();
@@ -64,6 +74,10 @@ function renderUsers() {
         ? badge(u.otp.enrolled ? 'on' : 'on · no seed', u.otp.enrolled ? 'ok' : 'warn')
         : badge(u.otp.enrolled ? 'off' : 'not enrolled', 'off');
     const status = [];
+    const dir = u.directory;
+    if (dir && dir.state && dir.state !== 'active') {
+      status.push(el('span', { class: 'badge bad', title: `The account’s state in the directory ${dir.name}`, text: `${accountState(dir.state)} in ${dir.name}` }));
+    }
     if (u.otp.lockedUntil) status.push(badge(`OTP locked until ${fmtTime(u.otp.lockedUntil)}`, 'bad'));
     if (u.push.lockedUntil) status.push(badge(`push locked until ${fmtTime(u.push.lockedUntil)}`, 'bad'));
     if (!u.factors.length) status.push(badge('no second factor', 'warn'));
@@ -82,7 +96,12 @@ function renderUsers() {
           dataset: { name: u.name },
         }),
       ),
-      el('td', { class: 'name' }, el('a', { href: `#/users/${enc(u.name)}`, text: u.name })),
+      el(
+        'td',
+        { class: 'name' },
+        el('a', { href: `#/users/${enc(u.name)}`, text: u.name }),
+        dir ? [' ', el('span', { class: 'dir-tag', title: `From the directory ${dir.name}` }, el('span', { class: 'sr-only', text: 'from directory ' }), dir.name)] : null,
+      ),
       el('td', { text: u.displayName || '—', class: u.displayName ? 'hide-sm' : 'hide-sm muted' }),
       el('td', { class: 'hide-sm' }, u.role ? badge(u.role, u.role === 'admin' ? 'role-admin' : 'role-ro') : el('span', { class: 'muted', text: '—' })),
       el('td', {}, otpCell),
@@ -112,6 +131,7 @@ function renderSelection() {
     n === 0 ? 'No users selected' : `${plural(n, 'user')} selected${elsewhere ? ` (${num(elsewhere)} on other pages)` : ''}`;
   $('bulkbar').classList.toggle('active', n > 0);
   for (const b of document.querySelectorAll('[data-bulk]')) b.disabled = n === 0 || bulkRunning;
+  $('bulk-group').disabled = bulkRunning;
   $('bulk-clear').disabled = n === 0;
   const all = $('select-page');
   all.checked = users.rows.length > 0 && onPage === users.rows.length;
@@ -205,6 +225,19 @@ async function runBulk(factor, enabled) {
     });
     if (!ok) return;
   }
+  const batches = [];
+  for (let i = 0; i < names.length; i += BULK_CHUNK) batches.push({ users: names.slice(i, i + BULK_CHUNK) });
+  await runFactors({ factor, enabled, batches, who: plural(names.length, 'user') });
+}
+
+/**
+ * One bulk change through POST /users/factors, in one or more calls (batches
+ * of named users, or one group): progress while it runs, then the results.
+ * `group` (with `directory`) names the group when the members are its.
+ */
+async function runFactors({ factor, enabled, batches, who, group, directory }) {
+  if (bulkRunning) return;
+  const what = factor === 'otp' ? 'OTP' : 'push';
   bulkRunning = true;
   renderSelection();
   hideError();
@@ -214,24 +247,20 @@ async function runBulk(factor, enabled) {
   const bar = $('bulk-progress-bar');
   bar.removeAttribute('value'); // indeterminate
   const verb = enabled ? 'Enabling' : 'Disabling';
-  $('bulk-progress-text').textContent = `${verb} ${what} for ${plural(names.length, 'user')}…`;
+  $('bulk-progress-text').textContent = `${verb} ${what} for ${who}…`;
   show(progress);
   $('users-table').setAttribute('aria-busy', 'true');
   const all = { succeeded: 0, failed: 0, results: [] };
   let error = null;
   try {
-    const chunks = Math.ceil(names.length / BULK_CHUNK);
+    const chunks = batches.length;
     for (let i = 0; i < chunks; i++) {
       if (chunks > 1) {
         bar.max = chunks;
         bar.value = i;
-        $('bulk-progress-text').textContent = `${verb} ${what} for ${plural(names.length, 'user')}… (batch ${i + 1} of ${chunks})`;
+        $('bulk-progress-text').textContent = `${verb} ${what} for ${who}… (batch ${i + 1} of ${chunks})`;
       }
-      const r = await api('POST', '/api/v1/users/factors', {
-        users: names.slice(i * BULK_CHUNK, (i + 1) * BULK_CHUNK),
-        factor,
-        enabled,
-      });
+      const r = await api('POST', '/api/v1/users/factors', { ...batches[i], factor, enabled });
       all.succeeded += r.succeeded;
       all.failed += r.failed;
       all.results.push(...r.results);
@@ -248,28 +277,115 @@ async function runBulk(factor, enabled) {
     renderSelection();
     return;
   }
-  for (const r of all.results) if (r.ok) users.selected.delete(r.name);
-  renderBulkResult(what, enabled, all, error);
+  if (!group) for (const r of all.results) if (r.ok) users.selected.delete(r.name);
+  renderBulkResult(what, enabled, all, error, group ? { group, directory } : null);
   await loadUsers();
 }
 
-function renderBulkResult(what, enabled, r, error) {
+// ── enablement for a directory group ──
+
+/** Shows "Enable for a group…" when some directory other than the local one has groups. */
+function offerGroups() {
+  if (groupsOffered || !isAdmin()) return;
+  groupsOffered = true;
+  directoryList()
+    .then((list) => show($('bulk-group'), list.some((d) => !d.local)))
+    .catch(() => {
+      groupsOffered = false; // ask again on the next page
+    });
+}
+
+$('bulk-group').addEventListener('click', async () => {
+  if (bulkRunning) return;
+  let list = [];
+  try {
+    list = (await directoryList()).filter((d) => !d.local);
+  } catch (err) {
+    if (!(err instanceof ApiError && err.status === 401)) showError(err);
+    return;
+  }
+  const choice = await askGroup(list);
+  if (!choice) return;
+  const where = choice.directory ? ` in ${choice.directory}` : '';
+  await runFactors({
+    factor: choice.factor,
+    enabled: true,
+    batches: [{ group: choice.group, ...(choice.directory ? { directory: choice.directory } : {}) }],
+    who: `the members of “${choice.group}”${where}`,
+    group: choice.group,
+    directory: choice.directory,
+  });
+});
+
+/** The group dialog: a group name, its directory when there are several, and the factor. */
+function askGroup(directories) {
+  const d = $('group-dialog');
+  const opener = document.activeElement;
+  const select = $('group-dir');
+  clear(select);
+  select.append(el('option', { value: '', text: 'Every directory' }), ...directories.map((x) => el('option', { value: x.name, text: x.name })));
+  show($('group-dir-field'), directories.length > 1);
+  d.returnValue = '';
+  return new Promise((resolve) => {
+    d.addEventListener(
+      'close',
+      () => {
+        const group = $('group-name').value.trim();
+        const checked = d.querySelector('input[name="group-factor"]:checked');
+        const ok = d.returnValue === 'ok' && group && checked;
+        resolve(ok ? { group, factor: checked.value, directory: directories.length > 1 ? select.value || undefined : undefined } : null);
+        if (opener && opener.isConnected) opener.focus();
+      },
+      { once: true },
+    );
+    d.showModal();
+    $('group-name').select();
+  });
+}
+
+function renderBulkResult(what, enabled, r, error, from) {
   const box = $('bulk-result');
   clear(box);
-  box.className = `panel result-panel ${r.failed || error ? 'partial' : 'success'}`;
+  const none = from && r.results.length === 0;
+  box.className = `panel result-panel ${r.failed || error || none ? 'partial' : 'success'}`;
   const done = enabled ? 'enabled' : 'disabled';
+  const ofGroup = from ? ` of “${from.group}”${from.directory ? ` in ${from.directory}` : ''}` : '';
+  const title = none
+    ? `No members found in “${from.group}”${from.directory ? ` in ${from.directory}` : ''}`
+    : `${cap(what)} ${done} for ${plural(r.succeeded, 'user')}${ofGroup}`;
   box.append(
     el(
       'div',
       { class: 'result-head' },
-      el('h2', { text: `${cap(what)} ${done} for ${plural(r.succeeded, 'user')}` }),
+      el('h2', { text: title }),
       el('button', { type: 'button', class: 'btn link small', text: 'Dismiss', on: { click: () => show(box, false) } }),
     ),
     el('p', {
       class: 'summary',
-      text: `${num(r.succeeded)} succeeded, ${num(r.failed)} failed.${error ? ` The run stopped early: ${error.message}` : ''}`,
+      text: none
+        ? 'No directory has a group of that name with members in it. Nothing changed.'
+        : `${num(r.succeeded)} succeeded, ${num(r.failed)} failed.${error ? ` The run stopped early: ${error.message}` : ''}`,
     }),
   );
+  if (r.results.length) {
+    // One line per user: for a group, the only place the admin learns who its members are.
+    const MAX = 500;
+    const lines = el('ul', { class: 'result-lines' });
+    for (const x of r.results.slice(0, MAX)) {
+      lines.append(
+        el(
+          'li',
+          { dataset: { name: x.name } },
+          el('a', { href: `#/users/${enc(x.name)}`, text: x.name }),
+          ' ',
+          x.ok ? badge(`${what} ${done}`, 'ok') : badge('failed', 'bad'),
+          x.ok ? (x.otp ? el('span', { class: 'muted', text: ' · new OTP seed' }) : null) : el('span', { text: ` ${x.error || 'failed'}` }),
+        ),
+      );
+    }
+    if (r.results.length > MAX) lines.append(el('li', { class: 'muted', text: `… and ${num(r.results.length - MAX)} more` }));
+    box.append(el('details', { class: 'per-user', open: Boolean(from) && r.results.length <= 50 }, el('summary', { text: `Each user (${num(r.results.length)})` }), lines));
+  }
   const failures = r.results.filter((x) => !x.ok);
   if (failures.length) {
     const list = el('ul', { class: 'failures' });
