@@ -411,7 +411,7 @@ class RedisChallenges implements ChallengeStore {
 }
 
 const BOOL_FIELDS = new Set(['otpEnabled', 'pushEnabled', 'numberMatching']);
-const NUM_FIELDS = new Set(['createdAt', 'otpDigits', 'otpPeriod', 'otpLast', 'otpFailures', 'otpLocks', 'otpLockedUntil', 'pushLockedUntil']);
+const NUM_FIELDS = new Set(['createdAt', 'otpDigits', 'otpPeriod', 'otpLast', 'otpFailures', 'otpLocks', 'otpLockedUntil', 'pushLockedUntil', 'directorySeenAt']);
 
 const toUser = (h: Record<string, string>): UserRecord | null => {
   if (!h.name) return null;
