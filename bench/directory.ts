@@ -51,7 +51,7 @@ import { hasCommand } from '../test/helpers/peers.js';
 import { track } from '../test/helpers/processes.js';
 import { nasConfig } from '../test/helpers/radclient.js';
 import { startTestServer, type TestServer } from '../test/helpers/server.js';
-import { BULK_PASSWORD, slapdAvailable, startSlapd, type Slapd } from '../test/helpers/slapd.js';
+import { BULK_PASSWORD, ldapDirectory, slapdAvailable, startSlapd, type Slapd } from '../test/helpers/slapd.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
@@ -289,19 +289,7 @@ async function radiusPart(): Promise<boolean> {
     const ldap = slapd;
     cs = await startTestServer({}, {}, (c) => {
       c.directories = [
-        {
-          name: 'corp',
-          kind: 'ldap',
-          flavor: 'openldap',
-          realms: ['example.org', 'EXAMPLE'],
-          urls: [ldap.url],
-          startTls: false,
-          bindDn: ldap.bindDn,
-          bindPassword: ldap.bindPassword,
-          baseDn: ldap.baseDn,
-          timeoutMs: 5000,
-          poolSize: POOL,
-        },
+        ldapDirectory(ldap, { timeoutMs: 5000, poolSize: POOL }),
         { name: 'local', kind: 'local', realms: [] },
       ];
       c.radius.clients = [nasConfig(SECRET, { name: 'bench', address: '127.0.0.1/32', mode: 'append' })];

@@ -14,7 +14,7 @@ import { Authenticator } from '../../src/cli/authenticator.js';
 import { haveChromium, launchChromium } from '../helpers/browser.js';
 import { hasCommand, requirePeer } from '../helpers/peers.js';
 import { nasConfig, q, radclient } from '../helpers/radclient.js';
-import { sambaAvailable, startSambaDomain, type SambaDomain } from '../helpers/samba.js';
+import { adDirectory, sambaAvailable, startSambaDomain, type SambaDomain } from '../helpers/samba.js';
 import { oathTotp, startTestServer, type TestServer } from '../helpers/server.js';
 
 const SECRET = 'ad-nas-secret-0123';
@@ -50,20 +50,7 @@ describe('Active Directory (Samba AD DC) through every front', () => {
     for (const [kind, mode] of Object.entries(modes) as [keyof typeof modes, (typeof modes)[keyof typeof modes]][]) {
       servers[kind] = await startTestServer({}, {}, (c) => {
         c.directories = [
-          {
-            name: 'corp',
-            kind: 'ldap',
-            flavor: 'ad',
-            realms: ['corp.example.org', 'CORP'],
-            urls: [ad.ldapsUrl],
-            startTls: false,
-            caFile: ad.caFile,
-            bindDn: ad.bindDn,
-            bindPassword: ad.bindPassword,
-            baseDn: ad.baseDn,
-            timeoutMs: 3000,
-            poolSize: 2,
-          },
+          adDirectory(ad),
         ];
         c.radius.clients = [nasConfig(SECRET, { name: 'vpn', address: '127.0.0.1/32', mode, policy: { allowGroups: ['VPN Users'] } })];
         c.oidc.clients = [{ client_id: 'intranet', client_secret: 'intranet-secret-0123456789', redirect_uris: [REDIRECT] }];

@@ -12,7 +12,7 @@ import { ScriptedBrowser, field } from '../helpers/browser.js';
 import { hasCommand, requirePeer } from '../helpers/peers.js';
 import { nasConfig, q, radclient } from '../helpers/radclient.js';
 import { oathTotp, startTestServer, type TestServer } from '../helpers/server.js';
-import { slapdAvailable, startSlapd, USERS, type Slapd } from '../helpers/slapd.js';
+import { ldapDirectory, slapdAvailable, startSlapd, USERS, type Slapd } from '../helpers/slapd.js';
 
 const SECRET = 'directory-nas-secret';
 const REDIRECT = 'http://127.0.0.1:1/cb';
@@ -32,19 +32,7 @@ describe('OpenLDAP as the directory, through every front', () => {
     slapd = await startSlapd();
     s = await startTestServer({}, {}, (c) => {
       c.directories = [
-        {
-          name: 'corp',
-          kind: 'ldap',
-          flavor: 'openldap',
-          realms: ['example.org', 'EXAMPLE'],
-          urls: [slapd.url],
-          startTls: false,
-          bindDn: slapd.bindDn,
-          bindPassword: slapd.bindPassword,
-          baseDn: slapd.baseDn,
-          timeoutMs: 1500,
-          poolSize: 2,
-        },
+        ldapDirectory(slapd),
         { name: 'local', kind: 'local', realms: [] },
       ];
       c.radius.clients = [nasConfig(SECRET, { name: 'vpn', address: '127.0.0.1/32', mode: 'append' })];

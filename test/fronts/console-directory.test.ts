@@ -12,7 +12,7 @@ import { type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { haveChromium, launchChromium } from '../helpers/browser.js';
 import { hasCommand, requirePeer } from '../helpers/peers.js';
 import { oathTotp, startTestServer, type TestServer } from '../helpers/server.js';
-import { ODD_UID, slapdAvailable, startSlapd, USERS, type Slapd } from '../helpers/slapd.js';
+import { ldapDirectory, ODD_UID, slapdAvailable, startSlapd, USERS, type Slapd } from '../helpers/slapd.js';
 
 const ARTIFACTS = new URL('../../test-artifacts/', import.meta.url).pathname;
 const haveSlapd = slapdAvailable();
@@ -38,19 +38,7 @@ describe('console directory views in headless Chromium, on OpenLDAP', () => {
     slapd = await startSlapd();
     s = await startTestServer({}, {}, (c) => {
       c.directories = [
-        {
-          name: 'corp',
-          kind: 'ldap',
-          flavor: 'openldap',
-          realms: ['example.org'],
-          urls: [slapd.url],
-          startTls: false,
-          bindDn: slapd.bindDn,
-          bindPassword: slapd.bindPassword,
-          baseDn: slapd.baseDn,
-          timeoutMs: 1500,
-          poolSize: 2,
-        },
+        ldapDirectory(slapd, { realms: ['example.org'] }),
         { name: 'local', kind: 'local', realms: [] },
       ] as typeof c.directories;
       c.directorySyncMinutes = 0; // only the syncs the test asks for

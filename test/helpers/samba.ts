@@ -1,3 +1,4 @@
+import type { LdapDirectoryConfig } from '../../src/config/schema.js';
 /**
  * A real Active Directory domain controller for the directory tests: Debian's
  * Samba 4.17, freshly provisioned per start in a temp dir, running in a
@@ -784,3 +785,20 @@ export async function startSambaDomain(opts: { timeoutMs?: number } = {}): Promi
   domain.startMs = Date.now() - t0;
   return domain;
 }
+
+/** This domain as a Countersign directory over LDAPS (the configuration an operator would write). */
+export const adDirectory = (ad: SambaDomain, over: Partial<LdapDirectoryConfig> = {}): LdapDirectoryConfig => ({
+  name: 'corp',
+  kind: 'ldap',
+  flavor: 'ad',
+  realms: ['corp.example.org', 'CORP'],
+  urls: [ad.ldapsUrl],
+  startTls: false,
+  caFile: ad.caFile,
+  bindDn: ad.bindDn,
+  bindPassword: ad.bindPassword,
+  baseDn: ad.baseDn,
+  timeoutMs: 3000,
+  poolSize: 2,
+  ...over,
+});

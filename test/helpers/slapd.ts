@@ -1,3 +1,4 @@
+import type { LdapDirectoryConfig } from '../../src/config/schema.js';
 /**
  * Debian's OpenLDAP slapd in a throwaway directory, for the LDAP directory plugin's tests and
  * bench/directory: slapd.conf (no cn=config), one mdb database for dc=example,dc=org with the
@@ -398,3 +399,19 @@ export async function setAttribute(slapd: Slapd, dn: string, type: string, value
     await admin.unbind().catch(() => {});
   }
 }
+
+/** This server as a Countersign directory (the configuration an operator would write). */
+export const ldapDirectory = (slapd: Slapd, over: Partial<LdapDirectoryConfig> = {}): LdapDirectoryConfig => ({
+  name: 'corp',
+  kind: 'ldap',
+  flavor: 'openldap',
+  realms: ['example.org', 'EXAMPLE'],
+  urls: [slapd.url],
+  startTls: false,
+  bindDn: slapd.bindDn,
+  bindPassword: slapd.bindPassword,
+  baseDn: slapd.baseDn,
+  timeoutMs: 1500,
+  poolSize: 2,
+  ...over,
+});
