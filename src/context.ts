@@ -29,6 +29,8 @@ export interface AppContext {
   login: LoginService;
   devices: DeviceService;
   push: PushService;
+  /** Web Push, when on: the VAPID public key the web app subscribes with. */
+  webPush?: { publicKey(): Promise<string> };
   metrics: Metrics;
   /** Each enabled front's start: readiness waits for all of them. */
   fronts: Record<string, 'starting' | 'up'>;

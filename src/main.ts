@@ -9,6 +9,7 @@ import createLdapDirectory from '../plugins/directory-ldap/index.js';
 import { Directories } from './core/directories.js';
 import createFcmTransport from '../plugins/push-fcm/index.js';
 import createApnsTransport from '../plugins/push-apns/index.js';
+import createWebPushTransport, { storedVapidKeys, type WebPushTransport } from '../plugins/push-webpush/index.js';
 import { Audit } from './core/audit.js';
 import { StoreUnavailableError } from './core/errors.js';
 import { systemClock, type Clock } from './core/clock.js';
@@ -65,8 +66,18 @@ export interface StartOptions {
   pushTransports?: PushTransport[];
 }
 
-/** The push plugins the config names, one per platform. */
-function configuredTransports(config: Config): PushTransport[] {
+/** The VAPID subject when none is set: the server's https address, else a placeholder contact. */
+function webPushSubject(config: Config, log: Logger): string {
+  const { subject } = config.push.webpush;
+  if (subject) return subject;
+  const url = config.http.publicUrl;
+  if (url?.startsWith('https://')) return url;
+  if (config.mode === 'production') log.warn('push.webpush.subject is not set and http.publicUrl is not https: Web Push uses mailto:admin@localhost');
+  return 'mailto:admin@localhost';
+}
+
+/** The push plugins the config names, one per platform. Web Push keeps generated VAPID keys sealed in the store. */
+function configuredTransports(config: Config, store: Store, box: SecretBox, log: Logger): PushTransport[] {
   const t: PushTransport[] = [];
   const fcm = config.push.fcm;
   if (fcm) {
@@ -87,6 +98,16 @@ function configuredTransports(config: Config): PushTransport[] {
         production: apns.production,
         topic: apns.topic,
         address: apns.address,
+        timeoutMs: config.push.sendTimeoutMs,
+      }),
+    );
+  }
+  const webpush = config.push.webpush;
+  if (webpush.enabled) {
+    t.push(
+      createWebPushTransport({
+        subject: webPushSubject(config, log),
+        vapid: webpush.publicKey && webpush.privateKey ? { publicKey: webpush.publicKey, privateKey: webpush.privateKey } : storedVapidKeys(store.kv, box),
         timeoutMs: config.push.sendTimeoutMs,
       }),
     );
@@ -158,8 +179,16 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     enrolmentMs: config.push.enrolmentSeconds * 1000,
     requestMaxAgeMs: config.push.requestMaxAgeSeconds * 1000,
     publicUrl: config.http.publicUrl ?? '',
+    allowLoopbackHttpPush: config.mode === 'development',
   });
-  const transports = opts.pushTransports ?? configuredTransports(config);
+  let transports: PushTransport[];
+  try {
+    transports = opts.pushTransports ?? configuredTransports(config, store, box, log);
+  } catch (err) {
+    await store.close();
+    throw new StartError(`a push transport cannot start: ${(err as Error).message}`);
+  }
+  const webPush = transports.find((t): t is WebPushTransport => t.platform === 'webpush' && 'publicKey' in t);
   const push = new PushService(
     store,
     engine,
@@ -186,7 +215,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const oidcClients = new OidcClients(store, box, config.oidc.clients);
   const registries: Registries = { radiusClients, oidcClients, bridgeCredentials: new BridgeCredentials(store) };
   const ctx: AppContext = {
-    config, log, clock, store, box, engine, users, otp, audit, directory, login, devices, push, metrics,
+    config, log, clock, store, box, engine, users, otp, audit, directory, login, devices, push, metrics, webPush,
     fronts: { http: 'starting', ...(config.oidc.enabled ? { oidc: 'starting' } : {}), ...(config.radius.enabled ? { radius: 'starting' } : {}) },
   };
 
@@ -208,6 +237,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   await Promise.race([Promise.all([connected, subscribed]), new Promise((r) => setTimeout(r, 5000).unref())]);
 
   let oidc: ReturnType<typeof mountOidc> | undefined;
+  let deviceApi: ReturnType<typeof mountDeviceApi> | undefined;
   const app = createHttpApp(ctx, (a) => {
     const sessions = new ConsoleSessions(store);
     mountAdminApi(a, ctx, adminToken, sessions, registries);
@@ -252,6 +282,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       // Waiters are told first, so held requests answer "denied" rather than hang.
       await engine.stop();
       await radius?.stop();
+      deviceApi?.close();
       server.closeIdleConnections();
       const done = new Promise<void>((r) => server.close(() => r()));
       const force = setTimeout(() => server.closeAllConnections(), 2000);

@@ -14,7 +14,7 @@ export interface DeviceFile {
 
 export interface EnrolOptions {
   name?: string;
-  platform?: 'android' | 'ios';
+  platform?: 'android' | 'ios' | 'webpush';
   pushToken?: string;
   protected?: boolean;
 }

@@ -52,7 +52,7 @@ Directories (Active Directory, LDAP, the local one):
   countersign directory sync NAME            records for every user now; users gone from the directory are marked removed
 
 Push enrolment:
-  countersign enrol NAME                     one-time enrolment link (10 minutes) as a URI and a QR code
+  countersign enrol NAME                     one-time enrolment link (10 minutes) as a URI and a QR code, and the web app's link
 
 Reference authenticator (acts as a phone; keeps its key in --key-file, default countersign-device.json):
   countersign device enrol LINK [--name N] [--platform android|ios] [--push-token T] [--protected]
@@ -427,6 +427,7 @@ export async function main(argv: string[], loadServer: LoadServer): Promise<numb
       out(`Scan with the authenticator app (valid until ${new Date(link.expiresAt).toISOString()}, once):`);
       out(link.uri);
       out(await terminalQr(link.uri));
+      if (link.appUrl) out(`Or open the web app: ${link.appUrl}`);
     }
     return 0;
   }

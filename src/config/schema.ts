@@ -240,6 +240,18 @@ export const configSchema = z.object({
           address: z.string().optional(),
         })
         .optional(),
+      /** Web Push (RFC 8030/8291/8292) to the web app at /app/: plugins/push-webpush. */
+      webpush: z
+        .object({
+          enabled: z.boolean().default(true),
+          /** VAPID contact for the push services: mailto:… or https://…; default http.publicUrl when https, else mailto:admin@localhost. */
+          subject: z.string().regex(/^(mailto:|https:\/\/)\S+$/, 'the VAPID subject is a mailto: or https:// URL').optional(),
+          /** VAPID key pair, base64url (65-byte public point, 32-byte private key); absent: generated once, kept sealed in the store. */
+          publicKey: z.string().regex(/^[A-Za-z0-9_-]{87}$/, 'publicKey is base64url of a 65-byte P-256 point (87 characters)').optional(),
+          privateKey: z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'privateKey is base64url of 32 bytes (43 characters)').optional(),
+        })
+        .refine((w) => (w.publicKey === undefined) === (w.privateKey === undefined), 'push.webpush needs both publicKey and privateKey, or neither')
+        .prefault({}),
     })
     .prefault({}),
   passwords: z

@@ -35,7 +35,8 @@ export class Audit {
       outcome: c.state,
       durationMs: (c.resolvedAt ?? c.createdAt) - c.createdAt,
       challengeId: c.id,
-      detail: c.reason ? { reason: c.reason } : undefined,
+      // The ID the login screen showed: the user's own history (device API) lists it.
+      detail: { displayCode: c.displayCode, ...(c.reason ? { reason: c.reason } : {}) },
     });
   }
 }

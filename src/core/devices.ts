@@ -1,8 +1,10 @@
 import { createHash, createPublicKey, randomBytes, type KeyObject } from 'node:crypto';
+import { isIP } from 'node:net';
 import { decodeJwt, decodeProtectedHeader, jwtVerify, errors as joseErrors, type JWTPayload } from 'jose';
 import type { Clock } from './clock.js';
 import { CountersignError, badRequest, notFound } from './errors.js';
 import { newToken } from './ids.js';
+import type { Platform } from './push.js';
 import type { SecretBox } from './secretbox.js';
 import type { DeviceRecord, Store } from './store.js';
 
@@ -11,16 +13,21 @@ export interface DevicePolicy {
   requestMaxAgeMs: number;
   /** Base URL phones use to reach this server. */
   publicUrl: string;
+  /** Web Push endpoints may be http: on a loopback address (development: a local push service in tests). */
+  allowLoopbackHttpPush?: boolean;
 }
 
 export interface EnrolmentLink {
+  /** For the native apps: countersign://enrol?server=…&token=…&user=… */
   uri: string;
+  /** For the web app: <publicUrl>/app/#enrol=<the same query string> */
+  appUrl: string;
   expiresAt: number;
 }
 
 export interface EnrolInput {
   token: string;
-  platform: 'android' | 'ios';
+  platform: Platform;
   pushToken?: string;
   publicKey: Record<string, unknown>;
   name: string;
@@ -73,11 +80,18 @@ export class DeviceService {
     const expiresAt = this.clock.now() + this.policy.enrolmentMs;
     await this.store.tokens.put('enrol', digest(token), user, this.policy.enrolmentMs);
     const q = new URLSearchParams({ server: this.policy.publicUrl, token, user });
-    return { uri: `countersign://enrol?${q}`, expiresAt };
+    return { uri: `countersign://enrol?${q}`, appUrl: `${this.policy.publicUrl.replace(/\/+$/, '')}/app/#enrol=${q}`, expiresAt };
+  }
+
+  /** The push token as it is kept: a Web Push subscription checked and normalised, others as given. */
+  private pushTokenFor(platform: Platform, token: string | undefined): string | undefined {
+    if (!token) return undefined;
+    return platform === 'webpush' ? parseWebPushSubscription(token, this.policy.allowLoopbackHttpPush ?? false) : token;
   }
 
   async enrol(input: EnrolInput): Promise<DeviceRecord> {
     const key = parsePublicJwk(input.publicKey);
+    const pushToken = this.pushTokenFor(input.platform, input.pushToken);
     const user = await this.store.tokens.take('enrol', digest(input.token));
     if (!user) throw new CountersignError(410, 'enrolment_invalid', 'this enrolment link is unknown, used or expired; ask for a new one');
     if (!(await this.store.users.get(user))) throw notFound('user', user);
@@ -87,7 +101,7 @@ export class DeviceService {
       user,
       name: input.name,
       platform: input.platform,
-      pushToken: input.pushToken || undefined,
+      pushToken,
       publicKey: this.box.seal(Buffer.from(JSON.stringify(key)), deviceContext(user, id)),
       protected: input.protected,
       createdAt: this.clock.now(),
@@ -114,8 +128,13 @@ export class DeviceService {
     await this.store.devices.update(user, id, { stale: true });
   }
 
+  /** The app now asks for its lock before approving (or no longer does): the watch rule follows. */
+  async setProtected(d: DeviceRecord, locked: boolean): Promise<void> {
+    await this.store.devices.update(d.user, d.id, { protected: locked });
+  }
+
   async updatePushToken(d: DeviceRecord, pushToken: string | undefined): Promise<void> {
-    await this.store.devices.update(d.user, d.id, { pushToken, stale: false });
+    await this.store.devices.update(d.user, d.id, { pushToken: this.pushTokenFor(d.platform, pushToken), stale: false });
   }
 
   /**
@@ -190,4 +209,62 @@ export function parsePublicJwk(jwk: Record<string, unknown>): { kty: 'EC'; crv: 
     throw badRequest('invalid_key', 'publicKey is not a valid point on P-256');
   }
   return key;
+}
+
+const LOOPBACK_NAMES = new Set(['localhost', '[::1]']);
+const isLoopback = (hostname: string) => LOOPBACK_NAMES.has(hostname) || (isIP(hostname) === 4 && hostname.startsWith('127.'));
+const base64urlBytes = (value: unknown): Buffer | undefined =>
+  typeof value === 'string' && /^[A-Za-z0-9_-]+={0,2}$/.test(value) ? Buffer.from(value, 'base64url') : undefined;
+const invalidSubscription = (why: string) =>
+  badRequest(
+    'invalid_push_token',
+    `a webpush pushToken is the JSON of the browser's PushSubscription ({"endpoint": "https://…", "keys": {"p256dh": …, "auth": …}}): ${why}`,
+  );
+
+/**
+ * A Web Push subscription, as JSON.stringify(PushSubscription) gives it: an https: endpoint
+ * (http: on loopback only when allowed), p256dh the browser's uncompressed P-256 public key
+ * (65 bytes) and auth its 16-byte secret, both base64url. Returns it normalised (only those
+ * fields, no padding); anything else is a clear 400.
+ */
+export function parseWebPushSubscription(text: string, allowLoopbackHttp: boolean): string {
+  let s: unknown;
+  try {
+    s = JSON.parse(text);
+  } catch {
+    throw invalidSubscription('it is not JSON');
+  }
+  if (typeof s !== 'object' || s === null || Array.isArray(s)) throw invalidSubscription('it is not an object');
+  const { endpoint, keys, expirationTime } = s as { endpoint?: unknown; keys?: { p256dh?: unknown; auth?: unknown }; expirationTime?: unknown };
+  if (typeof endpoint !== 'string' || endpoint.length > 2048) throw invalidSubscription('endpoint must be a URL of at most 2048 characters');
+  let url: URL;
+  try {
+    url = new URL(endpoint);
+  } catch {
+    throw invalidSubscription('endpoint is not a URL');
+  }
+  const loopbackHttp = allowLoopbackHttp && url.protocol === 'http:' && isLoopback(url.hostname);
+  if (url.protocol !== 'https:' && !loopbackHttp) throw invalidSubscription('endpoint must be an https: URL');
+  if (url.username || url.password) throw invalidSubscription('endpoint must not carry credentials');
+  if (typeof keys !== 'object' || keys === null) throw invalidSubscription('keys (p256dh and auth) are missing');
+  const p256dh = base64urlBytes(keys.p256dh);
+  if (!p256dh || p256dh.length !== 65 || p256dh[0] !== 4) throw invalidSubscription('keys.p256dh must be base64url of a 65-byte uncompressed P-256 point');
+  try {
+    createPublicKey({
+      key: { kty: 'EC', crv: 'P-256', x: p256dh.subarray(1, 33).toString('base64url'), y: p256dh.subarray(33).toString('base64url') },
+      format: 'jwk',
+    });
+  } catch {
+    throw invalidSubscription('keys.p256dh is not a point on P-256');
+  }
+  const auth = base64urlBytes(keys.auth);
+  if (!auth || auth.length !== 16) throw invalidSubscription('keys.auth must be base64url of 16 bytes');
+  if (expirationTime !== undefined && expirationTime !== null && typeof expirationTime !== 'number') {
+    throw invalidSubscription('expirationTime must be a number or null');
+  }
+  return JSON.stringify({
+    endpoint,
+    ...(typeof expirationTime === 'number' ? { expirationTime } : {}),
+    keys: { p256dh: p256dh.toString('base64url'), auth: auth.toString('base64url') },
+  });
 }

@@ -39,6 +39,8 @@ export type PendingView = PushMessage;
 interface PushEvents {
   sent: [Platform, PushResult];
   fraud: [string];
+  /** A login became the user's pending push login (on this instance): event streams look at once. */
+  offered: [Challenge];
 }
 
 const sameString = (a: string, b: string) => {
@@ -164,6 +166,7 @@ export class PushService extends EventEmitter<PushEvents> {
   async supersede(c: Challenge): Promise<void> {
     const old = await this.store.users.swapPending(c.user, c.id);
     if (old && old !== c.id) await this.engine.cancel(old, 'superseded by a newer login');
+    this.emit('offered', c);
   }
 
   watchRule(c: Challenge, d: DeviceRecord): PushMessage['watch'] {

@@ -1,10 +1,11 @@
 /**
  * The interface every push plugin implements (plugins/push-fcm,
- * plugins/push-apns). Core decides what to send and to which device; a
+ * plugins/push-apns, plugins/push-webpush). Core decides what to send and to which device; a
  * transport only speaks its service's wire format.
  */
 
-export type Platform = 'android' | 'ios';
+/** android: FCM, ios: APNs, webpush: standard Web Push (RFC 8030) to the web app. */
+export type Platform = 'android' | 'ios' | 'webpush';
 
 /** What a push carries: enough to show the login, nothing secret. */
 export interface PushMessage {
@@ -29,7 +30,7 @@ export interface PushMessage {
 export interface PushTarget {
   deviceId: string;
   platform: Platform;
-  /** FCM registration token or APNs device token (hex). */
+  /** FCM registration token, APNs device token (hex), or the JSON of a Web Push PushSubscription. */
   token: string;
 }
 
@@ -46,8 +47,8 @@ export interface PushTransport {
 }
 
 /**
- * The payload both transports carry (FCM data, the APNs `countersign` key):
- * one flat map of strings, so the apps parse one format on both platforms.
+ * The payload every transport carries (FCM data, the APNs `countersign` key, the
+ * Web Push message's JSON): one flat map of strings, so the apps parse one format.
  */
 export function pushFields(m: PushMessage): Record<string, string> {
   return {

@@ -200,8 +200,8 @@ export interface DeviceRecord {
   id: string;
   user: string;
   name: string;
-  platform: 'android' | 'ios';
-  /** FCM registration token or APNs device token; absent for poll-only devices. */
+  platform: 'android' | 'ios' | 'webpush';
+  /** FCM registration token, APNs device token or Web Push subscription (JSON); absent for poll-only devices. */
   pushToken?: string;
   /** The device's ES256 public key (JWK), sealed by core. */
   publicKey: string;

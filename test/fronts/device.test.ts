@@ -291,6 +291,7 @@ describe('push channel end to end', () => {
     const enrol = await run(['enrol', name, '--json']);
     assert.equal(enrol.code, 0, enrol.stderr);
     const uri = JSON.parse(enrol.stdout).uri;
+    assert.equal(JSON.parse(enrol.stdout).appUrl, `${s.url}/app/#enrol=${uri.split('?')[1]}`, 'and the web app’s link');
     const dev = await run(['device', 'enrol', uri, '--key-file', keyFile, '--name', 'Test phone']);
     assert.equal(dev.code, 0, dev.stderr);
     assert.match(dev.stdout, new RegExp(`enrolled device \\S+ for ${name}`));

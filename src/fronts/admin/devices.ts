@@ -9,17 +9,21 @@ export function deviceRoutes(api: ApiBuilder, ctx: AppContext): void {
   api.route({
     method: 'post',
     path: '/users/:name/enrolments',
-    summary: 'Create a one-time push enrolment link for a user (valid 10 minutes by default), with QR codes',
+    summary:
+      'Create a one-time push enrolment link for a user (valid 10 minutes by default): uri (countersign://enrol?…) for native apps and the reference authenticator, appUrl (<publicUrl>/app/#enrol=…) for the web app; the QR codes carry appUrl',
     errors: { 404: 'no such user' },
     handler: async ({ req, res }) => {
       const name = String(req.params.name);
       const link = await ctx.devices.createEnrolment(name);
       adminAudit(ctx, req, 'device.enrolment', { user: name });
       res.status(201);
+      // The QR code is for a phone's camera, which opens https links, not countersign://: it
+      // carries the web app's link when there is one.
+      const scanned = link.appUrl ?? link.uri;
       return {
         ...link,
-        qrSvg: await QRCode.toString(link.uri, { type: 'svg', margin: 2 }),
-        qrPng: await QRCode.toDataURL(link.uri, { margin: 2, scale: 6 }),
+        qrSvg: await QRCode.toString(scanned, { type: 'svg', margin: 2 }),
+        qrPng: await QRCode.toDataURL(scanned, { margin: 2, scale: 6 }),
       };
     },
   });
