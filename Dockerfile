@@ -18,8 +18,9 @@ WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 COPY --from=build /app/dist ./dist
-# The console's static pages are not compiled; they sit beside the compiled module.
+# The console's and the web app's static files are not compiled; they sit beside the compiled modules.
 COPY src/fronts/console/static ./dist/src/fronts/console/static
+COPY src/fronts/app/static ./dist/src/fronts/app/static
 COPY bin ./bin
 # The one place the server may write (the uid is the base image's node user).
 RUN mkdir -p /var/lib/countersign && chown 1000:1000 /var/lib/countersign

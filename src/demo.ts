@@ -107,6 +107,7 @@ export async function seedDemo(running: Running): Promise<string> {
       ? [`  Try first     ${demoApp.home}   (a demo web app: sign in as ${DEMO_USER} / ${DEMO_PASSWORD}, then a code from the app)`, '']
       : []),
     `  Console       ${url}/console/         (sign in as ${DEMO_USER}: password, then a code from the app)`,
+    `  Web app       ${url}/app/             (the push authenticator: npx countersign enrol ${DEMO_USER} prints its set-up link)`,
     `  Admin API     ${url}/api/v1          (Authorization: Bearer ${adminToken})`,
     `  OpenAPI       ${url}/api/v1/openapi.json`,
     `  Health        ${url}/healthz  ${url}/readyz  ${url}/metrics`,
@@ -137,7 +138,7 @@ export async function seedDemo(running: Running): Promise<string> {
     running.radiusPort
       ? `    echo 'User-Name = ${DEMO_USER}, User-Password = "${DEMO_PASSWORD},<code>", Message-Authenticator = 0x00' | radclient 127.0.0.1:${running.radiusPort} auth ${DEMO_RADIUS_SECRET}`
       : '',
-    '    npx countersign enrol demo   # then: npx countersign device enrol <link>; npx countersign device watch',
+    '    npx countersign enrol demo   # open the web app link it prints in Chrome here, then approve demo-app sign-ins there',
     '',
   );
   return lines.join('\n');

@@ -25,6 +25,7 @@ import type { Config } from './config/schema.js';
 import type { AppContext } from './context.js';
 import { mountAdminApi, type Registries } from './fronts/admin/index.js';
 import { mountDeviceApi } from './fronts/device/index.js';
+import { mountApp } from './fronts/app/index.js';
 import { mountOidc } from './fronts/oidc/index.js';
 import { mountDemoApp } from './fronts/demo-rp/index.js';
 import { OidcClients } from './fronts/oidc/clients.js';
@@ -242,7 +243,8 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     const sessions = new ConsoleSessions(store);
     mountAdminApi(a, ctx, adminToken, sessions, registries);
     mountConsole(a, ctx, sessions);
-    mountDeviceApi(a, ctx);
+    deviceApi = mountDeviceApi(a, ctx);
+    mountApp(a, ctx); // the web authenticator (/app/), on the device API
     if (config.bridge.enabled) mountBridgeApi(a, ctx, registries.bridgeCredentials);
     if (config.oidc.enabled) oidc = mountOidc(a, ctx, oidcClients);
     // The demo relying party (/demo-app/): development mode with the demo on only; seedDemo makes it ready.

@@ -96,6 +96,10 @@ describe('the container image, built as the Dockerfile says and run in productio
     const discovery = (await (await fetch(`${url}/oidc/.well-known/openid-configuration`)).json()) as any;
     assert.equal(discovery.issuer, 'https://mfa.example.org/oidc', 'the issuer is the public URL');
     assert.equal((await fetch(`${url}/demo-app/`)).status, 404, 'no demo in production');
+    const app = await fetch(`${url}/app/`);
+    assert.equal(app.status, 200, 'the web app ships in the image');
+    assert.match(await app.text(), /manifest\.webmanifest/);
+    assert.equal((await fetch(`${url}/app/sw.js`)).status, 200);
 
     assert.equal((await api('POST', '/users', { name: 'ops', password: 'ops-password' })).status, 201);
     const secret = (await api('POST', '/users/ops/otp', {})).body.secret as string;

@@ -153,7 +153,7 @@ function renderDevices() {
         'tr',
         { dataset: { id: d.id } },
         el('th', { scope: 'row', class: 'name', text: d.name }),
-        el('td', { text: d.platform === 'ios' ? 'iOS' : d.platform === 'android' ? 'Android' : d.platform }),
+        el('td', { text: d.platform === 'ios' ? 'iOS' : d.platform === 'android' ? 'Android' : d.platform === 'webpush' ? 'Web app' : d.platform }),
         el('td', {}, d.stale ? badge('stale token', 'warn') : d.push ? badge('yes', 'ok') : badge('poll only', 'off')),
         el('td', { text: d.protected ? 'PIN / biometrics' : 'no' }),
         el('td', { text: fmtDateTime(d.createdAt) }),
@@ -261,7 +261,7 @@ $('u-enrol-push').addEventListener('click', (e) =>
     const r = await api('POST', `${userPath(detail.name)}/enrolments`);
     showEnrolment({
       title: `Push enrolment link for ${detail.name}`,
-      help: 'Scan this code with the Countersign app on the phone, or open the link on it. It works once.',
+      help: pushEnrolmentHelp(detail.name, r.appUrl),
       qr: r.qrPng,
       alt: `QR code of the push enrolment link for ${detail.name}`,
       uri: r.uri,
@@ -270,6 +270,43 @@ $('u-enrol-push').addEventListener('click', (e) =>
     watchForNewDevice(detail.name, r.expiresAt);
   }),
 );
+
+/**
+ * What the person enrolling does today: open the web app link (appUrl, the Countersign web app
+ * at /app/) on their phone. It is shown as text with a copy button, not as a link: opening it
+ * here would enrol this browser. The QR code carries the same link, for the phone's camera; the
+ * countersign:// link is for native apps and the reference authenticator.
+ */
+function pushEnrolmentHelp(name, appUrl) {
+  if (!appUrl) return 'Open this link with an authenticator app that speaks Countersign’s device API. It works once.';
+  const url = el('code', { class: 'mono', text: appUrl });
+  url.style.wordBreak = 'break-all';
+  url.style.display = 'block';
+  url.style.margin = '0.5rem 0';
+  const copy = el('button', {
+    type: 'button',
+    class: 'btn small',
+    text: 'Copy web app link',
+    on: {
+      click: async () => {
+        try {
+          await navigator.clipboard.writeText(appUrl);
+          toast('Web app link copied.');
+        } catch {
+          toast('Copying is not allowed here: select the link and copy it.');
+        }
+      },
+    },
+  });
+  return [
+    `Send ${name} this link to open on their phone or computer. It sets up the Countersign web app there, and works once.`,
+    url,
+    copy,
+    el('br'),
+    el('br'),
+    'Or scan the QR code with the phone’s camera: it opens the same link. Android: Chrome. iPhone and iPad (iOS 16.4 or later): Safari, then Add to Home Screen, which notifications need. Computers: Chrome, Edge or Firefox. The countersign:// link is for native authenticator apps.',
+  ];
+}
 
 /** While a push link is on screen, notices the phone that uses it. */
 let deviceWatch = 0;
@@ -299,7 +336,7 @@ let expiryTimer;
 function showEnrolment(o) {
   const box = $('enrolment');
   $('enrolment-h').textContent = o.title;
-  $('enrolment-help').textContent = o.help;
+  $('enrolment-help').replaceChildren(...[o.help].flat()); // text, or text and nodes built with el()
   const img = $('enrolment-qr');
   if (typeof o.qr === 'string' && o.qr.startsWith('data:image/')) img.src = o.qr;
   else img.removeAttribute('src');
