@@ -104,7 +104,8 @@ export class Directories {
         // has not proved the password it must sound like any wrong password.
         return { ok: false, reason: r.reason, message: FAILURE_WORDS[r.reason === 'account_locked' ? 'invalid' : r.reason] };
       }
-      const name = await this.recordFor(d, r.user);
+      // The directory has just accepted the password: whatever its attributes said, the account works.
+      const name = await this.recordFor(d, { ...r.user, state: 'active' });
       if (!name) return { ok: false, reason: 'not_allowed', message: FAILURE_WORDS.not_allowed };
       return { ok: true, name, user: r.user, directory: d.name };
     }
