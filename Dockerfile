@@ -26,7 +26,7 @@ COPY bin ./bin
 RUN mkdir -p /var/lib/countersign && chown 1000:1000 /var/lib/countersign
 VOLUME ["/var/lib/countersign"]
 USER node
-EXPOSE 8080 1812/udp
+EXPOSE 8080 1812/udp 1813/udp
 HEALTHCHECK --interval=15s --timeout=3s CMD node -e "fetch('http://127.0.0.1:'+(process.env.COUNTERSIGN_HTTP_PORT||8080)+'/readyz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
 ENTRYPOINT ["node", "bin/countersign.js"]
 CMD ["serve"]

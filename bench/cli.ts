@@ -45,6 +45,7 @@ const server = spawn(process.execPath, [bin, 'serve'], {
     COUNTERSIGN_HTTP_PORT: String(port),
     COUNTERSIGN_RADIUS_HOST: '127.0.0.1',
     COUNTERSIGN_RADIUS_PORT: '0',
+    COUNTERSIGN_RADIUS_ACCOUNTING_PORT: '0',
     COUNTERSIGN_SECRET_KEY: randomBytes(32).toString('base64'),
     COUNTERSIGN_ADMIN_TOKEN: token,
     COUNTERSIGN_DEMO: 'false',

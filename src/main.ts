@@ -53,6 +53,8 @@ export interface Running {
   issuer?: string;
   /** The UDP port the RADIUS front listens on, when enabled. */
   radiusPort?: number;
+  /** The UDP port for RADIUS accounting and Status-Server, when accounting is on. */
+  radiusAccountingPort?: number;
   adminToken: string;
   ctx: AppContext;
   /** The fronts' client registries (RADIUS clients, relying parties, bridge credentials). */
@@ -277,6 +279,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
 
   let radius: RadiusFront | undefined;
   let radiusPort: number | undefined;
+  let radiusAccountingPort: number | undefined;
   let closing: Promise<void> | undefined;
   let stopSync = () => {};
   const close = () =>
@@ -327,8 +330,18 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
           `cannot listen for RADIUS on ${config.radius.host}:${config.radius.port}: ${e.code === 'EADDRINUSE' ? 'the port is in use' : e.message} (set radius.port, COUNTERSIGN_RADIUS_PORT, or radius.enabled false)`,
         );
       }
+      if (radius.accounting) {
+        try {
+          radiusAccountingPort = (await radius.accounting.listen(config.radius.host, config.radius.accountingPort)).port;
+        } catch (err) {
+          const e = err as NodeJS.ErrnoException;
+          throw new StartError(
+            `cannot listen for RADIUS accounting on ${config.radius.host}:${config.radius.accountingPort}: ${e.code === 'EADDRINUSE' ? 'the port is in use' : e.message} (set radius.accountingPort, COUNTERSIGN_RADIUS_ACCOUNTING_PORT, or radius.accountingEnabled false)`,
+          );
+        }
+      }
       ctx.fronts.radius = 'up';
-      log.info({ host: config.radius.host, port: radiusPort, clients: radiusClients.list().map((c) => c.name) }, 'radius listening');
+      log.info({ host: config.radius.host, port: radiusPort, accountingPort: radiusAccountingPort, clients: radiusClients.list().map((c) => c.name) }, 'radius listening');
     }
     if (config.mode === 'production') {
       // Only a store that answers can be checked; a new version never seeds one that is shared.
@@ -349,5 +362,5 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   log.info({ url, store: store.kind, mode: config.mode, push: transports.map((t) => t.platform), fronts: ctx.fronts }, 'countersign listening');
 
   const issuer = oidc?.provider?.issuer;
-  return { url, issuer, radiusPort, adminToken, ctx, registries, close };
+  return { url, issuer, radiusPort, radiusAccountingPort, adminToken, ctx, registries, close };
 }

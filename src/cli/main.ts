@@ -345,6 +345,13 @@ export async function main(argv: string[], loadServer: LoadServer): Promise<numb
           ...(o.delimiter !== undefined ? { appendDelimiter: o.delimiter } : {}),
         });
         show(c, () => `added RADIUS client ${c.name} (${c.address}, ${c.mode}${c.secondFactorOnly ? ', second factor only' : ''})`);
+        // One line on standard error (--json output stays one document): a client whose requests
+        // are all dropped looks like a dead server from the NAS, so say so now.
+        process.stderr.write(
+          c.requireMessageAuthenticator === false
+            ? `warning: ${c.name} may send requests without Message-Authenticator (BlastRADIUS, CVE-2024-3596): only for gear that cannot send one; keep its --address narrow\n`
+            : `note: pam_radius (before 3.0), OpenVPN's radiusplugin and radsecproxy (before 1.11) send no Message-Authenticator; their requests are dropped unless the client is added with --no-message-authenticator\n`,
+        );
         return 0;
       }
       case 'list': {

@@ -119,6 +119,13 @@ export const configSchema = z.object({
       enabled: z.boolean().default(true),
       host: z.string().default('::'),
       port: port.default(1812),
+      /**
+       * Answer Accounting-Request (RFC 2866) from known clients, on accountingPort and on the
+       * auth port, and record the sessions; off: no accounting port, Accounting-Requests dropped.
+       */
+      accountingEnabled: z.boolean().default(true),
+      /** UDP port for Accounting-Request and Status-Server (0 = any free port). */
+      accountingPort: port.default(1813),
       clients: z.array(radiusClientSchema).default([]),
       /** Attributes added to Access-Accepts per user name, e.g. { "alice": [["Filter-Id", "admins"]] }. */
       userAttributes: z.record(z.string(), z.array(replyAttribute)).default({}),

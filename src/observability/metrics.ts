@@ -56,10 +56,33 @@ export class Metrics {
     labelNames: ['reason'],
     registers: [this.registry],
   });
+  /**
+   * The same drops again, for packets from a known client, by client: which NAS is being
+   * dropped (e.g. one that sends no Message-Authenticator). A separate series so that
+   * countersign_radius_dropped_total keeps one series per reason (sum() stays a packet count).
+   */
+  readonly radiusClientDropped = new Counter({
+    name: 'countersign_radius_client_dropped_total',
+    help: 'RADIUS packets from a known client dropped without an answer, by client and reason',
+    labelNames: ['client', 'reason'],
+    registers: [this.registry],
+  });
   readonly radiusDuplicates = new Counter({
     name: 'countersign_radius_duplicates_total',
-    help: 'Retransmitted Access-Requests, by what the first copy had reached',
+    help: 'Retransmitted Access- and Accounting-Requests, by what the first copy had reached (accounting: accounting-done, accounting-processing)',
     labelNames: ['state'],
+    registers: [this.registry],
+  });
+  readonly radiusAccounting = new Counter({
+    name: 'countersign_radius_accounting_total',
+    help: 'Accounting-Requests recorded and answered, by client and Acct-Status-Type (start, interim-update, stop, accounting-on, accounting-off)',
+    labelNames: ['client', 'status'],
+    registers: [this.registry],
+  });
+  readonly radiusStatusServer = new Counter({
+    name: 'countersign_radius_status_server_total',
+    help: 'Status-Server requests (RFC 5997) answered, by client and port (auth, accounting)',
+    labelNames: ['client', 'port'],
     registers: [this.registry],
   });
 

@@ -241,6 +241,7 @@ export function processGroup(base: InstanceOptions & { prefix: string }): Group 
         COUNTERSIGN_HTTP_PORT: String(httpPort),
         COUNTERSIGN_RADIUS_HOST: '127.0.0.1',
         COUNTERSIGN_RADIUS_PORT: String(radiusPort),
+        COUNTERSIGN_RADIUS_ACCOUNTING_PORT: String(await freePort({ udp: true })),
         COUNTERSIGN_REDIS_PREFIX: base.prefix,
         COUNTERSIGN_SECRET_KEY: secretKey,
         COUNTERSIGN_ADMIN_TOKEN: adminToken,

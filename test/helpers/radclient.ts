@@ -2,7 +2,7 @@ import type { Config } from '../../src/config/schema.js';
 import { spawn } from 'node:child_process';
 
 export interface RadResult {
-  code: 'Access-Accept' | 'Access-Reject' | 'Access-Challenge' | 'timeout' | string;
+  code: 'Access-Accept' | 'Access-Reject' | 'Access-Challenge' | 'Accounting-Response' | 'timeout' | string;
   attributes: Record<string, string>;
   output: string;
 }
@@ -10,16 +10,18 @@ export interface RadResult {
 /**
  * Debian's radclient as the NAS. `attrs` are radclient input lines
  * ("User-Name = alice"); Message-Authenticator is added unless told not to.
+ * `type` is radclient's packet type: auth (Access-Request, the default), acct
+ * (Accounting-Request) or status (Status-Server).
  */
 export function radclient(
   port: number,
   secret: string,
   attrs: Record<string, string>,
-  opts: { messageAuthenticator?: boolean; timeout?: number; retries?: number; host?: string } = {},
+  opts: { messageAuthenticator?: boolean; timeout?: number; retries?: number; host?: string; type?: 'auth' | 'acct' | 'status' } = {},
 ): Promise<RadResult> {
   const lines = Object.entries(attrs).map(([k, v]) => `${k} = ${v}`);
   if (opts.messageAuthenticator !== false) lines.push('Message-Authenticator = 0x00');
-  const args = ['-x', '-t', String(opts.timeout ?? 3), '-r', String(opts.retries ?? 1), `${opts.host ?? '127.0.0.1'}:${port}`, 'auth', secret];
+  const args = ['-x', '-t', String(opts.timeout ?? 3), '-r', String(opts.retries ?? 1), `${opts.host ?? '127.0.0.1'}:${port}`, opts.type ?? 'auth', secret];
   return new Promise((resolve, reject) => {
     const child = spawn('radclient', args);
     let output = '';
@@ -28,7 +30,7 @@ export function radclient(
     child.on('error', reject);
     child.stdin.end(`${lines.join(', ')}\n`);
     child.on('close', () => {
-      const m = /Received (Access-\w+) Id/.exec(output);
+      const m = /Received ((?:Access|Accounting)-\w+) Id/.exec(output);
       const attributes: Record<string, string> = {};
       if (m) {
         const after = output.slice(output.indexOf(m[0]));

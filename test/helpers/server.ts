@@ -25,6 +25,7 @@ export async function startTestServer(
     COUNTERSIGN_DEMO: 'false',
     COUNTERSIGN_RADIUS_HOST: '127.0.0.1',
     COUNTERSIGN_RADIUS_PORT: '0',
+    COUNTERSIGN_RADIUS_ACCOUNTING_PORT: '0',
     ...env,
   });
   config.passwords.scryptN = 1024; // fast tests; the format carries the cost

@@ -47,6 +47,7 @@ describe('the container image, built as the Dockerfile says and run in productio
       COUNTERSIGN_REDIS_PREFIX: prefix,
       COUNTERSIGN_HTTP_PORT: String(port),
       COUNTERSIGN_RADIUS_PORT: String(radiusPort),
+      COUNTERSIGN_RADIUS_ACCOUNTING_PORT: String(await freePort({ udp: true })),
     };
     const [cmd, ...args] = asImageUser(image, image.command);
     child = track(spawn(cmd!, args, { cwd: image.workdir, env, stdio: ['ignore', 'pipe', 'pipe'] }));

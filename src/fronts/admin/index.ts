@@ -7,6 +7,7 @@ import type { ConsoleSessions } from '../console/sessions.js';
 import { challengeRoutes } from './challenges.js';
 import { deviceRoutes } from './devices.js';
 import { radiusClientRoutes } from './radius.js';
+import { radiusSessionRoutes } from './radius-sessions.js';
 import { oidcClientRoutes } from './oidc.js';
 import { bridgeCredentialRoutes } from './bridge.js';
 import { userRoutes } from './users.js';
@@ -50,6 +51,7 @@ export function mountAdminApi(app: Express, ctx: AppContext, token: string, sess
   directoryRoutes(api, ctx);
   deviceRoutes(api, ctx);
   radiusClientRoutes(api, ctx, registries.radiusClients);
+  radiusSessionRoutes(api, ctx);
   oidcClientRoutes(api, ctx, registries.oidcClients);
   bridgeCredentialRoutes(api, ctx, registries.bridgeCredentials);
   challengeRoutes(api, ctx);

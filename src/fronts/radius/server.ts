@@ -8,6 +8,8 @@ import type { BeginOptions } from '../../core/login.js';
 import { whyNoPush } from '../../core/push-service.js';
 import type { AppContext } from '../../context.js';
 import { normalizeAddress, type RadiusClient, type RadiusClients } from './clients.js';
+import { ACCOUNTING_REQUEST, RadiusAccounting, STATUS_SERVER } from './accounting.js';
+import { answerStatusServer } from './status.js';
 import {
   ACCESS_REQUEST,
   ReplyTooLarge,
@@ -97,11 +99,21 @@ export class RadiusFront {
   /** Requests this instance is answering (a retransmit here is ignored), with the dedupe state it recorded. */
   private held = new Map<string, Seen['s']>();
   private inflight = new Set<Promise<void>>();
+  /** Accounting (RFC 2866), when on: its own port (listen), and Accounting-Requests handed over from this one. */
+  readonly accounting?: RadiusAccounting;
 
   constructor(
     private ctx: AppContext,
     readonly clients: RadiusClients,
-  ) {}
+  ) {
+    const drop = (reason: string, address: string, detail?: Record<string, unknown>) => this.drop(reason, address, detail);
+    if (ctx.config.radius.accountingEnabled) {
+      this.accounting = new RadiusAccounting(ctx, clients, {
+        drop,
+        statusServer: (raw, client, address, send) => answerStatusServer(ctx, raw, client, address, 'accounting', send, drop),
+      });
+    }
+  }
 
   async start(host: string, port: number): Promise<AddressInfo> {
     const type = isIP(host) === 4 ? 'udp4' : 'udp6';
@@ -126,14 +138,45 @@ export class RadiusFront {
 
   async stop(): Promise<void> {
     this.clients.stop();
+    await this.accounting?.stop();
     // Held requests are released by the engine stopping; wait for their last word.
     await Promise.race([Promise.allSettled([...this.inflight]), new Promise((r) => setTimeout(r, 2000))]);
     await new Promise<void>((r) => (this.socket ? this.socket.close(() => r()) : r()));
   }
 
+  /** Per client: when a missing Message-Authenticator was last logged at warn, and the drops not logged since. */
+  private maWarned = new Map<string, { at: number; suppressed: number }>();
+
   private drop(reason: string, address: string, detail?: Record<string, unknown>): void {
     this.ctx.metrics.radiusDropped.inc({ reason });
+    const client = typeof detail?.client === 'string' ? detail.client : undefined;
+    if (client) this.ctx.metrics.radiusClientDropped.inc({ client, reason });
+    if (client && reason === 'missing_message_authenticator') return this.missingMessageAuthenticator(client, address);
     this.ctx.log.warn({ address, reason, ...detail }, 'radius: request dropped');
+  }
+
+  /**
+   * Gear that cannot send Message-Authenticator has every request dropped, which looks like a
+   * dead server from the NAS: say so at warn, naming the client and the setting, at most once a
+   * minute per client so a busy NAS does not flood the log (the metric counts every drop).
+   */
+  private missingMessageAuthenticator(client: string, address: string): void {
+    const now = this.ctx.clock.now();
+    const last = this.maWarned.get(client);
+    if (last && now - last.at < 60_000) {
+      last.suppressed++;
+      this.ctx.log.debug({ address, reason: 'missing_message_authenticator', client }, 'radius: request dropped');
+      return;
+    }
+    if (this.maWarned.size >= 10_000) this.maWarned.clear();
+    this.maWarned.set(client, { at: now, suppressed: 0 });
+    this.ctx.log.warn(
+      { address, reason: 'missing_message_authenticator', client, ...(last?.suppressed ? { droppedSinceLastWarning: last.suppressed } : {}) },
+      `radius: requests from client ${client} are dropped: they carry no Message-Authenticator. ` +
+        `Only for gear that cannot send one (pam_radius before 3.0, OpenVPN's radiusplugin, radsecproxy before 1.11), ` +
+        `set radius.clients[].requireMessageAuthenticator: false for this client (added through the API: add it again with --no-message-authenticator) ` +
+        `and restrict its address: without it a man in the middle can forge an Access-Accept (BlastRADIUS, CVE-2024-3596). Logged at most once a minute per client`,
+    );
   }
 
   private async handle(msg: Buffer, rinfo: dgram.RemoteInfo): Promise<void> {
@@ -143,6 +186,12 @@ export class RadiusFront {
     if (!client) return this.drop('unknown_client', address);
     const raw = parseRaw(msg);
     if ('ok' in raw) return this.drop('malformed', address, { detail: raw.reason, client: client.name });
+    // Status-Server (RFC 5997, status.ts) and Accounting-Request (RFC 2866, accounting.ts) have steps of their own.
+    if (raw.code === STATUS_SERVER || (raw.code === ACCOUNTING_REQUEST && this.accounting)) {
+      const reply = (buf: Buffer) => this.socket?.send(buf, rinfo.port, rinfo.address);
+      const drop = (reason: string, a: string, detail?: Record<string, unknown>) => this.drop(reason, a, detail);
+      return raw.code === STATUS_SERVER ? answerStatusServer(this.ctx, raw, client, address, 'auth', reply, drop) : this.accounting!.handle(raw, client, address, rinfo.port, reply);
+    }
     if (raw.code !== ACCESS_REQUEST) return this.drop('unsupported_code', address, { code: raw.code, client: client.name });
     const ma = checkMessageAuthenticator(raw, client.secret);
     if (ma === 'bad') return this.drop('bad_message_authenticator', address, { client: client.name });
@@ -381,27 +430,46 @@ export class RadiusFront {
   }
 
   /**
-   * append: "password" + OTP (after the delimiter, or the trailing digits), or
-   * "password,push". The split is tried first; only when it fails is the whole
-   * string tried as a password (then a push is sent).
+   * append: the typed text is "password,123456" (or "password,push"), "password123456", or the
+   * password alone (then a push is sent). The ways to read it are tried in that order — the
+   * delimiter split, the trailing digits (the user's code length, 6 for an unknown user), the
+   * whole text — and the first password the directory accepts decides: its code is checked then
+   * (so a split that fails never uses up a code), or a push is sent. Each distinct password is
+   * checked once; a refusal other than a wrong password (expired, directory unavailable) ends the
+   * search. An unknown user goes through the same checks as a wrong password. appendDelimiter ""
+   * turns the delimiter form off (trailing digits only).
    */
   private async append(req: Request, typed: string): Promise<Reply> {
     const d = req.client.appendDelimiter;
-    let split: { password: string; second: string } | undefined;
-    if (d) {
-      const i = typed.lastIndexOf(d);
-      if (i >= 0) split = { password: typed.slice(0, i), second: typed.slice(i + 1) };
-    } else {
-      const u = await this.ctx.store.users.get(req.user);
-      const m = new RegExp(`^(.*)(\\d{${u?.otpDigits ?? 6}})$`, 's').exec(typed);
-      if (m) split = { password: m[1]!, second: m[2]! };
-    }
-    if (split && /^(\d{6,8}|push)$/i.test(split.second)) {
-      const refused = await this.firstFactor(req, split.password);
-      if (!refused) return /^push$/i.test(split.second) ? this.pushWait(req) : this.otp(req, split.second);
+    const whole = { password: typed };
+    /** The readings of the typed text, in order; none when a form does not fit (code absent: push). */
+    const readings: (() => Promise<{ password: string; code?: string } | undefined>)[] = [
+      async () => {
+        const i = d ? typed.lastIndexOf(d) : -1;
+        const second = i >= 0 ? typed.slice(i + d.length) : '';
+        if (/^push$/i.test(second)) return { password: typed.slice(0, i) };
+        if (/^\d{6,8}$/.test(second)) return { password: typed.slice(0, i), code: second };
+      },
+      async () => {
+        const digits = (await this.ctx.store.users.get(req.user))?.otpDigits ?? 6;
+        const m = new RegExp(`^(.*)(\\d{${digits}})$`, 's').exec(typed);
+        if (m) return { password: m[1]!, code: m[2]! };
+      },
+      async () => whole,
+    ];
+    const checked = new Set<string>();
+    let refused: Reply | undefined;
+    for (const read of readings) {
+      const r = await read();
+      // Each password once; a split never leaves an empty one (no directory takes it).
+      if (!r || checked.has(r.password) || (r !== whole && r.password === '')) continue;
+      checked.add(r.password);
+      refused = (await this.firstFactor(req, r.password)) ?? undefined;
+      if (!refused) return r.code === undefined ? this.pushWait(req) : this.otp(req, r.code);
       if (refused.reason !== 'first_factor_failed') return refused;
     }
-    return (await this.firstFactor(req, typed)) ?? this.pushWait(req);
+    // The whole text is always checked, so a refusal is at hand.
+    return refused!;
   }
 
   /** challenge: ask for the OTP or the push approval in an Access-Challenge bound to a State. */
