@@ -20,7 +20,7 @@ const find = (dir) =>
 const HEAVY = ['test/image/'];
 const only = process.argv.slice(2);
 const files = (only.length ? only : find('test').filter((f) => !HEAVY.some((h) => f.startsWith(h)))).sort();
-if (!only.length) process.env.SCALE_PROCESS_LOAD_N ??= '1000';
+if (!only.length) process.env.SCALE_PROCESS_LOAD_N ??= '500';
 if (files.length === 0) {
   console.error('no test files found');
   process.exit(1);
