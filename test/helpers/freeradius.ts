@@ -1,10 +1,11 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import dgram from 'node:dgram';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import radius from 'radius';
+import { spawnGroup } from './processes.js';
 
 /**
  * Debian's FreeRADIUS 3 in a throwaway config directory: foreground, as root,
@@ -267,7 +268,6 @@ export async function statusServer(host: string, port: number, secret: string, t
   }
 }
 
-const hasSetpriv = spawnSync('sh', ['-c', 'command -v setpriv && command -v timeout']).status === 0;
 
 export async function startFreeRadius(opts: FreeRadiusOptions): Promise<FreeRadius> {
   if (opts.proxyTo && !isLoopback(opts.proxyTo.host ?? '127.0.0.1')) throw new Error('the home server must be on loopback');
@@ -287,52 +287,8 @@ export async function startFreeRadius(opts: FreeRadiusOptions): Promise<FreeRadi
     throw new Error(`FreeRADIUS rejected the generated config (freeradius -C -d ${dir}):\n${check.stdout}${check.stderr}`);
   }
 
-  const lifetime = String(opts.lifetimeSeconds ?? 600);
   const fr = ['freeradius', opts.debug ? '-X' : '-f', '-l', 'stdout', '-d', dir];
-  const [cmd, ...args] = hasSetpriv ? ['setpriv', '--pdeathsig', 'SIGTERM', '--', 'timeout', '-k', '5', lifetime, ...fr] : fr;
-  // detached: its own process group, so stop() reaches FreeRADIUS under the wrapper.
-  const child: ChildProcess = spawn(cmd!, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-  let out = '';
-  child.stdout!.on('data', (d) => (out += d));
-  child.stderr!.on('data', (d) => (out += d));
-  child.on('error', (err) => (out += `\nspawn failed: ${err.message}\n`));
-  const exited = new Promise<void>((r) => child.once('close', () => r()));
-  const pgid = child.pid ?? -1;
-
-  const signal = (sig: NodeJS.Signals) => {
-    if (pgid <= 0) return;
-    try {
-      process.kill(-pgid, sig);
-    } catch {
-      // ESRCH: nothing left.
-    }
-  };
-  const alive = () => {
-    if (pgid <= 0) return false;
-    try {
-      process.kill(-pgid, 0);
-      return true;
-    } catch {
-      return false;
-    }
-  };
-  const onExit = () => signal('SIGKILL');
-  process.once('exit', onExit);
-
-  let stopped: Promise<void> | undefined;
-  const stop = () =>
-    (stopped ??= (async () => {
-      signal('SIGTERM');
-      await Promise.race([exited, new Promise((r) => setTimeout(r, 3000).unref())]);
-      // The wrapper may be gone while FreeRADIUS lingers: look at the group, not the child.
-      for (let i = 0; i < 30 && alive(); i++) await new Promise((r) => setTimeout(r, 100));
-      if (alive()) signal('SIGKILL');
-      for (let i = 0; i < 20 && alive(); i++) await new Promise((r) => setTimeout(r, 50));
-      process.off('exit', onExit);
-      child.stdout?.destroy();
-      child.stderr?.destroy();
-      rmSync(dir, { recursive: true, force: true });
-    })());
+  const { child, pgid, output, alive, stop } = spawnGroup(fr, opts.lifetimeSeconds ?? 600, () => rmSync(dir, { recursive: true, force: true }), Infinity);
 
   // Ready when it answers a Status-Server, bounded.
   const deadline = Date.now() + (opts.readyTimeoutMs ?? 15_000);
@@ -343,7 +299,7 @@ export async function startFreeRadius(opts: FreeRadiusOptions): Promise<FreeRadi
   }
   if (!answer) {
     await stop();
-    throw new Error(`FreeRADIUS did not answer Status-Server on ${host}:${port}:\n${out.slice(-5000)}`);
+    throw new Error(`FreeRADIUS did not answer Status-Server on ${host}:${port}:\n${output().slice(-5000)}`);
   }
-  return { host, port, dir, pgid, output: () => out, alive, stop };
+  return { host, port, dir, pgid, output, alive, stop };
 }

@@ -1,9 +1,10 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import dgram from 'node:dgram';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { hasCommand } from './peers.js';
+import { spawnGroup, type ProcessGroup } from './processes.js';
 
 /**
  * Debian's OpenVPN 2.6 with its RADIUS plugin (package openvpn-auth-radius) as a real VPN
@@ -54,63 +55,11 @@ export async function fourDigitUdpPorts(n: number): Promise<number[]> {
   return ports;
 }
 
-interface Group {
-  child: ChildProcess;
-  output(): string;
-  alive(): boolean;
-  stop(): Promise<void>;
-}
+type Group = ProcessGroup;
 
 /** A wrapped OpenVPN in a process group of its own, with its output kept. */
-function run(configFile: string, lifetimeSeconds: number, cleanup: () => void): Group {
-  const ovpn = ['openvpn', '--config', configFile];
-  const wrapped = hasCommand('setpriv') && hasCommand('timeout');
-  const [cmd, ...args] = wrapped ? ['setpriv', '--pdeathsig', 'SIGTERM', '--', 'timeout', '-k', '5', String(lifetimeSeconds), ...ovpn] : ovpn;
-  const child = spawn(cmd!, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-  let out = '';
-  const add = (d: Buffer) => {
-    out += d.toString();
-    if (out.length > 64_000) out = out.slice(-64_000);
-  };
-  child.stdout!.on('data', add);
-  child.stderr!.on('data', add);
-  child.on('error', (err) => (out += `\nspawn failed: ${err.message}\n`));
-  const closed = new Promise<void>((r) => child.once('close', () => r()));
-  const pgid = child.pid ?? -1;
-  const signal = (sig: NodeJS.Signals) => {
-    if (pgid <= 0) return;
-    try {
-      process.kill(-pgid, sig);
-    } catch {
-      // ESRCH: nothing left.
-    }
-  };
-  const alive = () => {
-    if (pgid <= 0) return false;
-    try {
-      process.kill(-pgid, 0);
-      return true;
-    } catch {
-      return false;
-    }
-  };
-  const onExit = () => signal('SIGKILL');
-  process.once('exit', onExit);
-  let stopped: Promise<void> | undefined;
-  const stop = () =>
-    (stopped ??= (async () => {
-      signal('SIGTERM');
-      await Promise.race([closed, new Promise((r) => setTimeout(r, 3000).unref())]);
-      for (let i = 0; i < 30 && alive(); i++) await new Promise((r) => setTimeout(r, 100));
-      if (alive()) signal('SIGKILL');
-      for (let i = 0; i < 20 && alive(); i++) await new Promise((r) => setTimeout(r, 50));
-      process.off('exit', onExit);
-      child.stdout?.destroy();
-      child.stderr?.destroy();
-      cleanup();
-    })());
-  return { child, output: () => out, alive, stop };
-}
+const run = (configFile: string, lifetimeSeconds: number, cleanup: () => void): Group =>
+  spawnGroup(['openvpn', '--config', configFile], lifetimeSeconds, cleanup);
 
 /** Waits until the output matches one of `patterns` (its index), the process ends (-1) or `ms` pass (-2). */
 async function waitFor(g: Group, patterns: RegExp[], ms: number): Promise<number> {

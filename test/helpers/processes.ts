@@ -8,7 +8,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -328,4 +328,80 @@ export async function startInstances(n: number, base: InstanceOptions & { prefix
   }
   group.instances.sort((a, b) => a.name.localeCompare(b.name));
   return group;
+}
+
+/** A program run in a process group of its own, its output kept, that never outlives the tests. */
+export interface ProcessGroup {
+  child: ChildProcess;
+  /** The group's id (the child's pid). */
+  pgid: number;
+  output(): string;
+  /** True while any process of the group is alive (a wrapper may be gone while the program lingers). */
+  alive(): boolean;
+  /** SIGTERM, then SIGKILL after a few seconds; then `cleanup`. Idempotent. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Runs `command` as `setpriv --pdeathsig SIGTERM timeout -k 5 <lifetime> command…` where those
+ * exist: it stops with stop(), when this process exits (exit hook), when this process dies
+ * without running hooks (parent-death signal), and in any case after its lifetime.
+ */
+export function spawnGroup(command: string[], lifetimeSeconds: number, cleanup: () => void = () => {}, maxOutput = 64_000): ProcessGroup {
+  const wrapped = hasExecutable('setpriv') && hasExecutable('timeout');
+  const [cmd, ...args] = wrapped ? ['setpriv', '--pdeathsig', 'SIGTERM', '--', 'timeout', '-k', '5', String(lifetimeSeconds), ...command] : command;
+  const child = spawn(cmd!, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  let out = '';
+  const add = (d: Buffer) => {
+    out += d.toString();
+    if (out.length > maxOutput) out = out.slice(-maxOutput);
+  };
+  child.stdout!.on('data', add);
+  child.stderr!.on('data', add);
+  child.on('error', (err) => (out += `\nspawn failed: ${err.message}\n`));
+  const closed = new Promise<void>((r) => child.once('close', () => r()));
+  const pgid = child.pid ?? -1;
+  const signal = (sig: NodeJS.Signals) => {
+    if (pgid <= 0) return;
+    try {
+      process.kill(-pgid, sig);
+    } catch {
+      // ESRCH: nothing left.
+    }
+  };
+  const alive = () => {
+    if (pgid <= 0) return false;
+    try {
+      process.kill(-pgid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  const onExit = () => signal('SIGKILL');
+  process.once('exit', onExit);
+  let stopped: Promise<void> | undefined;
+  const stop = () =>
+    (stopped ??= (async () => {
+      signal('SIGTERM');
+      await Promise.race([closed, new Promise((r) => setTimeout(r, 3000).unref())]);
+      for (let i = 0; i < 30 && alive(); i++) await new Promise((r) => setTimeout(r, 100));
+      if (alive()) signal('SIGKILL');
+      for (let i = 0; i < 20 && alive(); i++) await new Promise((r) => setTimeout(r, 50));
+      process.off('exit', onExit);
+      child.stdout?.destroy();
+      child.stderr?.destroy();
+      cleanup();
+    })());
+  return { child, pgid, output: () => out, alive, stop };
+}
+
+function hasExecutable(name: string): boolean {
+  return (process.env.PATH ?? '').split(':').some((d) => {
+    try {
+      return statSync(join(d, name)).isFile();
+    } catch {
+      return false;
+    }
+  });
 }
