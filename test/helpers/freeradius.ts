@@ -268,7 +268,6 @@ export async function statusServer(host: string, port: number, secret: string, t
   }
 }
 
-
 export async function startFreeRadius(opts: FreeRadiusOptions): Promise<FreeRadius> {
   if (opts.proxyTo && !isLoopback(opts.proxyTo.host ?? '127.0.0.1')) throw new Error('the home server must be on loopback');
   if (!isLoopback(opts.nasAddress ?? '127.0.0.1')) throw new Error('the NAS must be on loopback');
