@@ -107,6 +107,39 @@ export class ChallengeEngine extends EventEmitter<EngineEvents> {
     return challenge;
   }
 
+  /**
+   * A login decided in the request that opened it (a code typed with the password, checked
+   * once in the store before this is called): kept in its final state without ever being
+   * pending — one write instead of open, transition and the deadline index, and no outcome to
+   * publish, as nobody waits on it. `resolved` is emitted at once (the audit event), so the
+   * record, the audit event and whatever the front writes next leave in one pipelined write.
+   * The outcome does not rest on the record: a write that fails is reported as an engine
+   * error, the login's answer stands.
+   */
+  decided(user: string, factors: Factor[], origin: Origin, to: Outcome, detail: { method: string; reason?: string }): Challenge {
+    if (this.stopped) throw new EngineStoppedError();
+    const now = this.clock.now();
+    const challenge: Challenge = {
+      id: newChallengeId(),
+      displayCode: newDisplayCode(this.opts.displayCodeDigits),
+      user,
+      factors,
+      origin,
+      state: to,
+      createdAt: now,
+      deadline: now + this.opts.deadlineMs,
+      resolvedAt: now,
+      method: detail.method,
+    };
+    if (detail.reason) challenge.reason = detail.reason;
+    this.store.challenges.record(challenge, this.opts.keepAfterMs).catch((err) => {
+      if (this.listenerCount('error') > 0) this.emit('error', err);
+    });
+    this.emit('opened', challenge);
+    this.emit('resolved', challenge);
+    return challenge;
+  }
+
   /** The challenge, with `expired` shown once its deadline has passed. */
   async get(id: string): Promise<Challenge | null> {
     const c = await this.store.challenges.get(id);

@@ -3,7 +3,7 @@ import { CountersignError, notFound } from './errors.js';
 import { findOtpMatch, totpStep } from './otp.js';
 import type { SecretBox } from './secretbox.js';
 import { otpContext } from './users.js';
-import type { Store } from './store.js';
+import type { Store, UserRecord } from './store.js';
 
 export interface OtpRules {
   /** TOTP steps accepted either side of now (clock drift). */
@@ -34,8 +34,12 @@ export class OtpChecker {
     private rules: OtpRules,
   ) {}
 
-  async check(name: string, code: string): Promise<void> {
-    const u = await this.store.users.get(name);
+  /**
+   * `record`: the user as the caller just read it (one read less); the decision does not rest
+   * on it, the store decides the code's use and the lock in one atomic step.
+   */
+  async check(name: string, code: string, record?: UserRecord): Promise<void> {
+    const u = record ?? (await this.store.users.get(name));
     if (!u) throw notFound('user', name);
     if (!u.otpEnabled || !u.otpSecret) {
       throw new CountersignError(403, 'otp_not_enabled', `one-time passwords are not enabled for '${name}'`);
@@ -59,10 +63,11 @@ export class OtpChecker {
       to = step + this.rules.totpWindow;
     }
     const match = findOtpMatch(secret, code.trim(), from, to, algorithm, digits);
-    if (match !== null && (await this.store.users.advanceOtp(name, match))) return;
-
-    const replay = match !== null;
-    const f = await this.store.users.recordOtpFailure(name, now, this.rules.maxFailures, this.rules.lockMs, this.rules.maxLockMs);
+    // One round trip: accepted once, or counted as a failure (a lock set meanwhile refuses it).
+    const f = await this.store.users.spendOtp(name, match, now, this.rules);
+    if (f.ok) return;
+    if (f.missing) throw notFound('user', name);
+    const replay = Boolean(f.replay);
     if (f.lockedUntil > now) throw locked(f.lockedUntil);
     throw new CountersignError(
       401,

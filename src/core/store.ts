@@ -18,6 +18,8 @@ export interface Store {
   readonly tokens: TokenStore;
   readonly kv: KvStore;
   readonly settings: SettingsStore;
+  /** WebAuthn credentials (passkeys), by credential id and by user. */
+  readonly passkeys: PasskeyStore;
   /** Resolves when the store answers; throws StoreUnavailableError otherwise. */
   ping(): Promise<void>;
   close(): Promise<void>;
@@ -53,6 +55,13 @@ export interface ChallengeStore {
   subscribe(onResolution: (r: Resolution) => void, onReconnect: () => void): Promise<void>;
   /** Ids of challenges whose deadline is at or before `now`, oldest first. */
   due(now: number, limit: number): Promise<string[]>;
+  /**
+   * Keeps a login that was decided in the request that opened it (a code typed with the
+   * password): `challenge` is already in its final state. It is never pending, so it is not
+   * in the deadline index and no outcome is published (nobody can be waiting on it); kept
+   * `keepAfterMs`, like a resolved challenge, so it can be looked up and audited.
+   */
+  record(challenge: Challenge, keepAfterMs: number): Promise<void>;
   /** Drops ids from the deadline index (after they were resolved). */
   forgetDue(ids: string[]): Promise<void>;
   countPending(): Promise<number>;
@@ -149,7 +158,25 @@ export interface UserStore {
     lockMs: number,
     maxLockMs: number,
   ): Promise<{ failures: number; lockedUntil: number }>;
+  /**
+   * One typed OTP, decided in one atomic step: refused while the factor is locked
+   * (`lockedUntil` > now); else `match` (the step or counter the code matched, null for
+   * none) is accepted when it is greater than the last accepted one, as advanceOtp; else the
+   * failure is counted and may lock, as recordOtpFailure. `replay`: the code matched but was
+   * used already. A missing user is `{ ok: false, failures: 0, lockedUntil: 0, missing: true }`.
+   */
+  spendOtp(name: string, match: number | null, now: number, limits: OtpLimits): Promise<OtpSpent>;
 }
+
+export interface OtpLimits {
+  maxFailures: number;
+  lockMs: number;
+  maxLockMs: number;
+}
+
+export type OtpSpent =
+  | { ok: true }
+  | { ok: false; failures: number; lockedUntil: number; replay?: boolean; locked?: boolean; missing?: boolean };
 
 export interface AuditEvent {
   at: number;
@@ -251,4 +278,43 @@ export interface SettingsStore {
   get(kind: string, id: string): Promise<string | null>;
   list(kind: string): Promise<Map<string, string>>;
   delete(kind: string, id: string): Promise<boolean>;
+}
+
+/**
+ * A WebAuthn credential (passkey) registered for a user. A public key is no secret: it is
+ * stored as it is. The credential id is unique across users (the passwordless lookup).
+ */
+export interface PasskeyRecord {
+  /** The credential id, base64url. */
+  id: string;
+  user: string;
+  name: string;
+  /** The COSE public key, base64url. */
+  publicKey: string;
+  /** The authenticator's signature counter at the last use (0: it keeps none). */
+  counter: number;
+  transports?: string[];
+  /** multiDevice: synced (a passkey in a password manager or platform cloud); singleDevice: bound to one authenticator. */
+  deviceType: 'singleDevice' | 'multiDevice';
+  backedUp: boolean;
+  createdAt: number;
+  lastUsedAt?: number;
+}
+
+export interface PasskeyStore {
+  /** False when the credential id is already registered, to this user or another. */
+  create(passkey: PasskeyRecord): Promise<boolean>;
+  /** By credential id, whoever it belongs to. */
+  get(id: string): Promise<PasskeyRecord | null>;
+  /** A user's passkeys, oldest first. */
+  list(user: string): Promise<PasskeyRecord[]>;
+  /**
+   * Records a use: the counter moves from `from` to `to` only while it is still `from`
+   * (compare-and-set), so two assertions racing with the same counter cannot both pass.
+   * False when it moved meanwhile or the passkey is gone.
+   */
+  recordUse(id: string, from: number, to: number, usedAt: number, backedUp: boolean): Promise<boolean>;
+  /** False when the user has no such passkey. */
+  delete(user: string, id: string): Promise<boolean>;
+  deleteAll(user: string): Promise<void>;
 }

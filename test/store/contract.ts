@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it, after } from 'node:test';
 import type { Challenge, Resolution } from '../../src/core/challenge.js';
-import type { Store, UserRecord } from '../../src/core/store.js';
+import type { PasskeyRecord, Store, UserRecord } from '../../src/core/store.js';
 
 const T0 = Date.UTC(2026, 0, 1);
 
@@ -128,6 +128,25 @@ export function storeContract(name: string, make: () => Promise<Store>): void {
         const after = await store.challenges.due(base + 1, 1000);
         assert.ok(!after.includes(a.id) && !after.includes(b.id));
       });
+
+      it('keeps a login recorded already decided: readable, never due, never published, final', async () => {
+        await ready;
+        const seen: Resolution[] = [];
+        await store.challenges.subscribe((r) => seen.push(r), () => {});
+        const base = T0 - 20_000_000 - Math.floor(Math.random() * 1e6);
+        const c = challengeAt(uid('decided'), { factors: ['otp'], state: 'approved', createdAt: base, deadline: base + 150_000, resolvedAt: base, method: 'otp' });
+        await store.challenges.record(c, 60_000);
+        assert.deepEqual(await store.challenges.get(c.id), c);
+        assert.ok(!(await store.challenges.due(base + 1_000_000, 1000)).includes(c.id), 'not in the deadline index');
+        const again = await store.challenges.transition(c.id, 'rejected', base + 1, { method: 'push' }, 60_000);
+        assert.equal(again.changed, false, 'a decided login stays decided');
+        assert.equal(again.challenge!.state, 'approved');
+        const r = challengeAt(uid('decided-r'), { factors: ['otp'], state: 'rejected', resolvedAt: T0, method: 'otp', reason: 'otp_invalid' });
+        await store.challenges.record(r, 60_000);
+        assert.equal((await store.challenges.get(r.id))!.reason, 'otp_invalid');
+        await new Promise((res) => setTimeout(res, 50));
+        assert.ok(!seen.some((x) => x.id === c.id || x.id === r.id), 'nothing published');
+      });
     });
 
     describe('users', () => {
@@ -191,6 +210,47 @@ export function storeContract(name: string, make: () => Promise<Store>): void {
         assert.deepEqual(await store.users.recordOtpFailure(name, T0, 3, 60_000, 200_000), { failures: 3, lockedUntil: T0 + 60_000 });
         assert.equal((await store.users.get(name))!.otpLockedUntil, T0 + 60_000);
         assert.equal((await store.users.get(name))!.otpFailures, 0, 'the count starts over at a lock');
+      });
+
+      it('spends a typed OTP in one step: accepted once, else a failure counted, refused while locked', async () => {
+        await ready;
+        const name = uid('spend');
+        const limits = { maxFailures: 3, lockMs: 60_000, maxLockMs: 200_000 };
+        await store.users.create(user(name, { otpLast: 4, otpFailures: 1 }));
+        assert.deepEqual(await store.users.spendOtp(name, 5, T0, limits), { ok: true });
+        const u = (await store.users.get(name))!;
+        assert.equal(u.otpLast, 5);
+        assert.equal(u.otpFailures, 0, 'success clears failures');
+        assert.deepEqual(await store.users.spendOtp(name, 5, T0, limits), { ok: false, failures: 1, lockedUntil: 0, replay: true }, 'the same step again is a replay, and counts');
+        assert.deepEqual(await store.users.spendOtp(name, null, T0, limits), { ok: false, failures: 2, lockedUntil: 0 }, 'no match counts');
+        assert.deepEqual(await store.users.spendOtp(name, null, T0, limits), { ok: false, failures: 3, lockedUntil: T0 + 60_000 }, 'the third locks');
+        assert.deepEqual(await store.users.spendOtp(name, 9, T0 + 1, limits), { ok: false, failures: 0, lockedUntil: T0 + 60_000, locked: true }, 'a right code while locked is refused');
+        assert.equal((await store.users.get(name))!.otpLast, 5, 'and not used up');
+        assert.deepEqual(await store.users.spendOtp(name, 9, T0 + 60_000, limits), { ok: true }, 'accepted once the lock ran out');
+        const racers = await Promise.all(Array.from({ length: 10 }, () => store.users.spendOtp(name, 11, T0 + 60_001, limits)));
+        assert.equal(racers.filter((r) => r.ok).length, 1, 'one of many racing with the same code');
+        assert.deepEqual(await store.users.spendOtp(uid('ghost'), 1, T0, limits), { ok: false, failures: 0, lockedUntil: 0, missing: true });
+      });
+
+      it('reads a user after a write through the same store as written, also in one turn of the event loop', async () => {
+        await ready;
+        const name = uid('rw');
+        await store.users.create(user(name, { otpLast: 1 }));
+        // Issued together, without awaiting in between: the read after the write sees it.
+        const first = store.users.get(name);
+        const write = store.users.spendOtp(name, 2, T0, { maxFailures: 3, lockMs: 1000, maxLockMs: 1000 });
+        const second = store.users.get(name);
+        assert.equal((await first)!.otpLast, 1);
+        assert.deepEqual(await write, { ok: true });
+        assert.equal((await second)!.otpLast, 2);
+        const update = store.users.update(name, { displayName: 'Changed' });
+        const third = store.users.get(name);
+        await update;
+        assert.equal((await third)!.displayName, 'Changed');
+        // Two reads together share nothing a caller could change.
+        const [a, b] = await Promise.all([store.users.get(name), store.users.get(name)]);
+        a!.displayName = 'mutated';
+        assert.equal(b!.displayName, 'Changed');
       });
 
       it('replaces a password hash only while it is the expected one', async () => {
@@ -295,6 +355,50 @@ export function storeContract(name: string, make: () => Promise<Store>): void {
         const olds = await Promise.all(['c2', 'c3', 'c4'].map((c) => store.users.swapPending(name, c)));
         assert.deepEqual(olds.filter((o) => o === 'c1').length, 1, 'only one caller replaced c1');
         assert.equal(new Set(olds).size, 3, 'each caller replaced a different one');
+      });
+    });
+
+    describe('passkeys', () => {
+      const passkey = (id: string, u: string, over: Partial<PasskeyRecord> = {}): PasskeyRecord => ({
+        id, user: u, name: 'Laptop', publicKey: 'pQECAyYgASFYIA', counter: 5, transports: ['internal', 'hybrid'],
+        deviceType: 'singleDevice', backedUp: false, createdAt: T0, ...over,
+      });
+
+      it('keeps passkeys by credential id and by user, one owner per credential id', async () => {
+        await ready;
+        const [u, other] = [uid('pk-user'), uid('pk-other')];
+        const [a, b] = [uid('cred'), uid('cred')];
+        assert.equal(await store.passkeys.create(passkey(a, u)), true);
+        const { transports: _none, ...synced } = passkey(b, u, { name: 'Phone', deviceType: 'multiDevice', backedUp: true, createdAt: T0 + 1 });
+        assert.equal(await store.passkeys.create(synced), true);
+        assert.equal(await store.passkeys.create(passkey(a, other)), false, 'a credential id belongs to one user');
+        assert.deepEqual(await store.passkeys.get(a), passkey(a, u));
+        assert.deepEqual(await store.passkeys.get(b), synced);
+        assert.deepEqual((await store.passkeys.list(u)).map((p) => p.id), [a, b]);
+        assert.deepEqual(await store.passkeys.list(other), []);
+        assert.equal(await store.passkeys.get(uid('none')), null);
+        assert.equal(await store.passkeys.delete(other, a), false, 'only its owner removes it');
+        assert.equal(await store.passkeys.delete(u, a), true);
+        assert.equal(await store.passkeys.delete(u, a), false);
+        assert.deepEqual((await store.passkeys.list(u)).map((p) => p.id), [b]);
+        await store.passkeys.deleteAll(u);
+        assert.deepEqual(await store.passkeys.list(u), []);
+        assert.equal(await store.passkeys.get(b), null);
+      });
+
+      it('moves a counter once when uses race (compare-and-set)', async () => {
+        await ready;
+        const u = uid('pk-race');
+        const id = uid('cred');
+        await store.passkeys.create(passkey(id, u));
+        const results = await Promise.all(Array.from({ length: 10 }, (_, i) => store.passkeys.recordUse(id, 5, 6, T0 + i, true)));
+        assert.equal(results.filter(Boolean).length, 1, 'one use with counter 6 passed');
+        const after = (await store.passkeys.get(id))!;
+        assert.equal(after.counter, 6);
+        assert.equal(after.backedUp, true);
+        assert.ok(after.lastUsedAt! >= T0);
+        assert.equal(await store.passkeys.recordUse(id, 5, 7, T0, false), false, 'a stale expected counter is refused');
+        assert.equal(await store.passkeys.recordUse(uid('gone'), 0, 1, T0, false), false);
       });
     });
 

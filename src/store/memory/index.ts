@@ -9,6 +9,10 @@ import type {
   DeviceStore,
   GuardStore,
   KvStore,
+  OtpLimits,
+  OtpSpent,
+  PasskeyRecord,
+  PasskeyStore,
   SettingsStore,
   Store,
   TokenStore,
@@ -34,6 +38,7 @@ export class MemoryStore implements Store {
   readonly tokens: MemoryTokens;
   readonly kv: MemoryKv;
   readonly settings = new MemorySettings();
+  readonly passkeys = new MemoryPasskeys();
   private sweeper: NodeJS.Timeout;
 
   constructor(opts: { clock?: Clock; auditLimit?: number } = {}) {
@@ -110,6 +115,11 @@ class MemoryChallenges implements ChallengeStore {
     return { changed: true, challenge: copy(c) };
   }
 
+  async record(challenge: Challenge, keepAfterMs: number): Promise<void> {
+    // Already final: not in the deadline index, nothing delivered to listeners.
+    this.records.set(challenge.id, { challenge: copy(challenge), keepUntil: this.clock.now() + keepAfterMs });
+  }
+
   async subscribe(onResolution: (r: Resolution) => void): Promise<void> {
     this.listeners.push(onResolution);
   }
@@ -184,6 +194,10 @@ class MemoryUsers implements UserStore {
   }
 
   async advanceOtp(name: string, value: number): Promise<boolean> {
+    return this.advance(name, value);
+  }
+
+  private advance(name: string, value: number): boolean {
     const u = this.records.get(name);
     if (!u || value <= (u.otpLast ?? -1)) return false;
     u.otpLast = value;
@@ -207,7 +221,21 @@ class MemoryUsers implements UserStore {
     return true;
   }
 
+  async spendOtp(name: string, match: number | null, now: number, l: OtpLimits): Promise<OtpSpent> {
+    const u = this.records.get(name);
+    if (!u) return { ok: false, failures: 0, lockedUntil: 0, missing: true };
+    if ((u.otpLockedUntil ?? 0) > now) return { ok: false, failures: u.otpFailures ?? 0, lockedUntil: u.otpLockedUntil!, locked: true };
+    // One synchronous step, as the Redis script is one atomic step.
+    if (match !== null && this.advance(name, match)) return { ok: true };
+    const f = this.failure(name, now, l.maxFailures, l.lockMs, l.maxLockMs);
+    return { ok: false, ...f, ...(match !== null ? { replay: true } : {}) };
+  }
+
   async recordOtpFailure(name: string, now: number, maxFailures: number, lockMs: number, maxLockMs: number) {
+    return this.failure(name, now, maxFailures, lockMs, maxLockMs);
+  }
+
+  private failure(name: string, now: number, maxFailures: number, lockMs: number, maxLockMs: number) {
     const u = this.records.get(name);
     if (!u) return { failures: 0, lockedUntil: 0 };
     if (u.otpLockedUntil !== undefined && u.otpLockedUntil <= now) {
@@ -412,5 +440,41 @@ class MemorySettings implements SettingsStore {
   }
   async delete(kind: string, id: string): Promise<boolean> {
     return this.of(kind).delete(id);
+  }
+}
+
+/** Passkeys by credential id; a user's are found by scanning (a handful per user, one process). */
+class MemoryPasskeys implements PasskeyStore {
+  private byId = new Map<string, PasskeyRecord>();
+
+  async create(passkey: PasskeyRecord): Promise<boolean> {
+    if (this.byId.has(passkey.id)) return false;
+    this.byId.set(passkey.id, copy(passkey));
+    return true;
+  }
+
+  async get(id: string): Promise<PasskeyRecord | null> {
+    const p = this.byId.get(id);
+    return p ? copy(p) : null;
+  }
+
+  async list(user: string): Promise<PasskeyRecord[]> {
+    return [...this.byId.values()].filter((p) => p.user === user).map(copy).sort((a, b) => a.createdAt - b.createdAt);
+  }
+
+  async recordUse(id: string, from: number, to: number, usedAt: number, backedUp: boolean): Promise<boolean> {
+    const p = this.byId.get(id);
+    if (!p || p.counter !== from) return false;
+    Object.assign(p, { counter: to, lastUsedAt: usedAt, backedUp });
+    return true;
+  }
+
+  async delete(user: string, id: string): Promise<boolean> {
+    if (this.byId.get(id)?.user !== user) return false;
+    return this.byId.delete(id);
+  }
+
+  async deleteAll(user: string): Promise<void> {
+    for (const [id, p] of this.byId) if (p.user === user) this.byId.delete(id);
   }
 }

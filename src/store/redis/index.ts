@@ -10,6 +10,8 @@ import type {
   DeviceStore,
   GuardStore,
   KvStore,
+  OtpLimits,
+  OtpSpent,
   SettingsStore,
   Store,
   TokenStore,
@@ -20,7 +22,8 @@ import type {
   UserStore,
 } from '../../core/store.js';
 import { matchesAudit } from '../memory/index.js';
-import { ADVANCE_OTP, CREATE_HASH, HIT, OTP_FAILURE, PEEK, REPLACE_PASSWORD_HASH, SWAP_PENDING, TRANSITION, UPDATE_DEVICE, UPDATE_HASH } from './scripts.js';
+import { RedisPasskeys } from './passkeys.js';
+import { ADVANCE_OTP, CREATE_HASH, HIT, OTP_FAILURE, PEEK, REPLACE_PASSWORD_HASH, SPEND_OTP, SWAP_PENDING, TRANSITION, UPDATE_DEVICE, UPDATE_HASH } from './scripts.js';
 
 export interface RedisStoreOptions {
   /** redis://[:password@]host:port/db or rediss://… for a single server. */
@@ -47,6 +50,7 @@ interface Scripts {
   csUpdateHash(key: string, ...args: (string | number)[]): Promise<number>;
   csAdvanceOtp(key: string, value: number): Promise<number>;
   csOtpFailure(key: string, now: number, max: number, lockMs: number, maxLockMs: number): Promise<[number, number]>;
+  csSpendOtp(key: string, match: number | '', now: number, max: number, lockMs: number, maxLockMs: number): Promise<[number, number?, number?, string?]>;
   csHit(key: string, windowMs: number): Promise<number>;
   csPeek(key: string): Promise<[number, number]>;
   csReplacePasswordHash(key: string, expected: string, hash: string): Promise<number>;
@@ -173,6 +177,7 @@ export class RedisStore implements Store {
   readonly tokens: RedisTokens;
   readonly kv: RedisKv;
   readonly settings: RedisSettings;
+  readonly passkeys: RedisPasskeys;
   private readonly client: Client & Scripts;
   private subscriber?: Client;
 
@@ -186,6 +191,7 @@ export class RedisStore implements Store {
     client.defineCommand('csUpdateHash', { numberOfKeys: 1, lua: UPDATE_HASH });
     client.defineCommand('csAdvanceOtp', { numberOfKeys: 1, lua: ADVANCE_OTP });
     client.defineCommand('csOtpFailure', { numberOfKeys: 1, lua: OTP_FAILURE });
+    client.defineCommand('csSpendOtp', { numberOfKeys: 1, lua: SPEND_OTP });
     client.defineCommand('csHit', { numberOfKeys: 1, lua: HIT });
     client.defineCommand('csPeek', { numberOfKeys: 1, lua: PEEK });
     client.defineCommand('csReplacePasswordHash', { numberOfKeys: 1, lua: REPLACE_PASSWORD_HASH });
@@ -201,6 +207,7 @@ export class RedisStore implements Store {
     this.tokens = new RedisTokens(this.client, p);
     this.kv = new RedisKv(this.client, p);
     this.settings = new RedisSettings(this.client, p);
+    this.passkeys = new RedisPasskeys(this.client, p);
   }
 
   /** One extra connection per process carries every subscription. */
@@ -345,6 +352,33 @@ class RedisChallenges implements ChallengeStore {
     return toChallenge(await guarded(this.client.hgetall(this.key(id))));
   }
 
+  async record(c: Challenge, keepAfterMs: number): Promise<void> {
+    const key = this.key(c.id);
+    // Already final: no deadline index entry, nothing to publish. One write with whatever
+    // else the login sends (auto-pipelining).
+    await guarded(
+      Promise.all([
+        this.client.hset(
+          key,
+          'id', c.id,
+          'dc', c.displayCode,
+          'user', c.user,
+          'factors', c.factors.join(','),
+          'origin', JSON.stringify(c.origin),
+          'state', c.state,
+          'createdAt', c.createdAt,
+          'deadline', c.deadline,
+          ...(c.resolvedAt !== undefined ? ['resolvedAt', c.resolvedAt] : []),
+          ...(c.method ? ['method', c.method] : []),
+          ...(c.reason ? ['reason', c.reason] : []),
+          ...(c.number ? ['num', c.number] : []),
+          ...(c.bindingMessage ? ['bind', c.bindingMessage] : []),
+        ),
+        this.client.pexpire(key, keepAfterMs),
+      ]),
+    );
+  }
+
   async transition(
     id: string,
     to: Outcome,
@@ -427,6 +461,15 @@ const fieldsOf = (obj: Record<string, unknown>): (string | number)[] =>
 
 class RedisUsers implements UserStore {
   private readonly indexKey: string;
+  /**
+   * Reads of a user still in flight or answered in this turn of the event loop, by name: a
+   * login reads its user in several steps (the front, the directory, the login service) that
+   * run one after another without waiting for anything else, and they share one HGETALL
+   * instead of one round trip each. Every write through this store forgets the name first,
+   * so a read after a write here always goes to Redis; decisions never rest on these reads
+   * (OTP use, locks, challenge outcomes are decided by scripts in Redis).
+   */
+  private readonly recent = new Map<string, Promise<Record<string, string>>>();
   constructor(
     private client: Client & Scripts,
     private prefix: string,
@@ -438,7 +481,12 @@ class RedisUsers implements UserStore {
     return `${this.prefix}:user:{${name}}`;
   }
 
+  private forget(name: string): void {
+    this.recent.delete(name);
+  }
+
   async create(user: UserRecord): Promise<boolean> {
+    this.forget(user.name);
     const created = await guarded(this.client.csCreateHash(this.key(user.name), 0, ...fieldsOf({ ...user })));
     if (created !== 1) return false;
     await guarded(this.client.zadd(this.indexKey, 0, user.name));
@@ -446,10 +494,21 @@ class RedisUsers implements UserStore {
   }
 
   async get(name: string): Promise<UserRecord | null> {
-    return toUser(await guarded(this.client.hgetall(this.key(name))));
+    let read = this.recent.get(name);
+    if (!read) {
+      const p = guarded(this.client.hgetall(this.key(name)));
+      read = p;
+      this.recent.set(name, p);
+      // Kept until the event loop moves on (setImmediate runs after this turn's callbacks).
+      const drop = () => void setImmediate(() => this.recent.get(name) === p && this.recent.delete(name));
+      p.then(drop, drop);
+    }
+    // toUser builds a fresh object: callers never share one.
+    return toUser(await read);
   }
 
   async update(name: string, patch: UserPatch): Promise<boolean> {
+    this.forget(name);
     const { unset, ...set } = patch;
     const fields = fieldsOf(set);
     const r = await guarded(this.client.csUpdateHash(this.key(name), fields.length / 2, ...fields, ...(unset ?? [])));
@@ -457,6 +516,7 @@ class RedisUsers implements UserStore {
   }
 
   async delete(name: string): Promise<boolean> {
+    this.forget(name);
     const [n] = await guarded(Promise.all([this.client.del(this.key(name)), this.client.zrem(this.indexKey, name)]));
     return n === 1;
   }
@@ -485,20 +545,33 @@ class RedisUsers implements UserStore {
   }
 
   async advanceOtp(name: string, value: number): Promise<boolean> {
+    this.forget(name);
     return (await guarded(this.client.csAdvanceOtp(this.key(name), value))) === 1;
   }
 
   async swapPending(name: string, challengeId: string): Promise<string | undefined> {
+    this.forget(name);
     return (await guarded(this.client.csSwapPending(this.key(name), challengeId))) ?? undefined;
   }
 
   async replacePasswordHash(name: string, expected: string, hash: string): Promise<boolean> {
+    this.forget(name);
     return (await guarded(this.client.csReplacePasswordHash(this.key(name), expected, hash))) === 1;
   }
 
   async recordOtpFailure(name: string, now: number, maxFailures: number, lockMs: number, maxLockMs: number) {
+    this.forget(name);
     const [failures, lockedUntil] = await guarded(this.client.csOtpFailure(this.key(name), now, maxFailures, lockMs, maxLockMs));
     return { failures, lockedUntil };
+  }
+
+  async spendOtp(name: string, match: number | null, now: number, l: OtpLimits): Promise<OtpSpent> {
+    this.forget(name);
+    const [ok, failures = 0, lockedUntil = 0, why = ''] = await guarded(
+      this.client.csSpendOtp(this.key(name), match ?? '', now, l.maxFailures, l.lockMs, l.maxLockMs),
+    );
+    if (ok === 1) return { ok: true };
+    return { ok: false, failures, lockedUntil, ...(why ? { [why]: true } : {}) };
   }
 }
 

@@ -116,3 +116,40 @@ for k, v in pairs(cjson.decode(ARGV[2])) do d[k] = v end
 redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(d))
 return 1
 `;
+
+/**
+ * KEYS[1] user; ARGV: match ('' for none), now, maxFailures, lockMs, maxLockMs. One typed OTP
+ * in one step: refused while locked; a match above the last accepted step is accepted (as
+ * ADVANCE_OTP); anything else is a failure counted as OTP_FAILURE counts it.
+ * Returns {1} or {0, failures, lockedUntil, why} with why '', 'replay', 'locked' or 'missing'.
+ */
+export const SPEND_OTP = `
+if redis.call('EXISTS', KEYS[1]) == 0 then return {0, 0, 0, 'missing'} end
+local now = tonumber(ARGV[2])
+local lockedUntil = tonumber(redis.call('HGET', KEYS[1], 'otpLockedUntil') or '0')
+if lockedUntil > now then
+  return {0, tonumber(redis.call('HGET', KEYS[1], 'otpFailures') or '0'), lockedUntil, 'locked'}
+end
+local why = ''
+if ARGV[1] ~= '' then
+  local last = tonumber(redis.call('HGET', KEYS[1], 'otpLast') or '-1')
+  if tonumber(ARGV[1]) > last then
+    redis.call('HSET', KEYS[1], 'otpLast', ARGV[1], 'otpFailures', 0)
+    redis.call('HDEL', KEYS[1], 'otpLocks')
+    return {1}
+  end
+  why = 'replay'
+end
+if lockedUntil > 0 then
+  redis.call('HSET', KEYS[1], 'otpFailures', 0)
+  redis.call('HDEL', KEYS[1], 'otpLockedUntil')
+  lockedUntil = 0
+end
+local n = redis.call('HINCRBY', KEYS[1], 'otpFailures', 1)
+if n >= tonumber(ARGV[3]) then
+  local locks = redis.call('HINCRBY', KEYS[1], 'otpLocks', 1)
+  lockedUntil = math.floor(now + math.min(tonumber(ARGV[4]) * 2 ^ math.min(locks - 1, 30), tonumber(ARGV[5])))
+  redis.call('HSET', KEYS[1], 'otpLockedUntil', lockedUntil, 'otpFailures', 0)
+end
+return {0, n, lockedUntil, why}
+`;
