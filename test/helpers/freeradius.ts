@@ -53,7 +53,20 @@ export interface FreeRadiusOptions {
    * … or answer PAP itself: users file lines `name Cleartext-Password := "pw"`
    * (or another known-good attribute of rlm_pap, e.g. PBKDF2-Password).
    */
-  users?: { name: string; password: string; attribute?: 'Cleartext-Password' | 'PBKDF2-Password' | 'SSHA2-256-Password' | 'Crypt-Password' }[];
+  users?: {
+    name: string;
+    password: string;
+    attribute?: 'Cleartext-Password' | 'PBKDF2-Password' | 'SSHA2-256-Password' | 'Crypt-Password';
+    /** Reply attributes for this user's Access-Accept, e.g. ["Class", "0x6e7073"]. */
+    reply?: [string, string][];
+  }[];
+  /**
+   * Run as the upstream server of a Countersign (radius.upstreams): PAP, CHAP and MS-CHAP v1/v2
+   * (with MPPE keys, rlm_mschap from the Cleartext-Password) from the users file, and every answer
+   * signed with Message-Authenticator (FreeRADIUS 3.2.1 signs only EAP answers by itself; 3.2.5
+   * and later, and NPS since the 2024 updates, sign all).
+   */
+  upstream?: boolean;
   /** radiusd.conf max_request_time (default 60: the most a proxied request can be held). */
   maxRequestTime?: number;
   /** Worker threads (default 4 to 16). */
@@ -160,6 +173,17 @@ modules {
   pap {
     normalise = yes
   }
+${
+  o.upstream
+    ? `  chap {
+  }
+  mschap {
+    use_mppe = yes
+    require_encryption = yes
+    require_strong = yes
+  }`
+    : ''
+}
   files {
     filename = ${dir}/users
   }
@@ -178,13 +202,27 @@ ${
       &Proxy-To-Realm := "countersign"
     }`
     : `    files
-    pap`
+${o.upstream ? '    chap\n    mschap\n' : ''}    pap`
 }
   }
   authenticate {
 ${proxying ? '' : '    Auth-Type PAP {\n      pap\n    }'}
+${o.upstream ? '    Auth-Type CHAP {\n      chap\n    }\n    Auth-Type MS-CHAP {\n      mschap\n    }' : ''}
   }
   post-auth {
+${
+  o.upstream
+    ? `    # Filled in when the answer is encoded (BlastRADIUS: Countersign requires it by default).
+    update reply {
+      &Message-Authenticator := 0x00000000000000000000000000000000
+    }
+    Post-Auth-Type REJECT {
+      update reply {
+        &Message-Authenticator := 0x00000000000000000000000000000000
+      }
+    }`
+    : ''
+}
   }
   pre-proxy {
 ${
@@ -236,7 +274,8 @@ realm countersign {
     .map((u) => {
       const attribute = u.attribute ?? 'Cleartext-Password';
       const authType = attribute === 'Cleartext-Password' ? '' : 'Auth-Type := PAP, ';
-      return `${safeName(u.name)} ${authType}${attribute} := ${str(u.password)}\n`;
+      const reply = (u.reply ?? []).map(([n, v]) => `\n        ${n} := ${/^0x[0-9a-f]+$/i.test(v) ? v : str(v)}`).join(',');
+      return `${safeName(u.name)} ${authType}${attribute} := ${str(u.password)}${reply}\n`;
     })
     .join('');
   return { radiusd, proxy, users };

@@ -363,21 +363,22 @@ export class RadiusAccounting {
     const raw = parseRaw(msg);
     if ('ok' in raw) return this.opts.drop('malformed', address, { detail: raw.reason, client: client.name });
     const send: SendFn = (buf) => this.socket?.send(buf, rinfo.port, rinfo.address);
-    if (raw.code === ACCOUNTING_REQUEST) return this.handle(raw, client, address, rinfo.port, send);
+    if (raw.code === ACCOUNTING_REQUEST) return this.handle(raw, client, address, String(rinfo.port), send);
     if (raw.code === STATUS_SERVER) return this.opts.statusServer(raw, client, address, send);
     return this.opts.drop('unsupported_code', address, { code: raw.code, client: client.name, port: 'accounting' });
   }
 
-  async handle(raw: RawPacket, client: RadiusClient, address: string, port: number, send: SendFn): Promise<void> {
+  /** `source` tells senders at one address apart for duplicate detection: the UDP source port, or the RadSec connection. */
+  async handle(raw: RawPacket, client: RadiusClient, address: string, source: string, send: SendFn): Promise<void> {
     const { drop } = this.opts;
     if (!accountingAuthenticatorOk(raw, client.secret)) return drop('bad_accounting_authenticator', address, { client: client.name });
     if (checkAccountingMessageAuthenticator(raw, client.secret) === 'bad') return drop('bad_message_authenticator', address, { client: client.name });
     const req = parseAccounting(raw);
     if (typeof req === 'string') return drop('bad_attributes', address, { client: client.name, detail: req });
 
-    // RFC 5080 §2.2.2: the same client, source port, identifier and authenticator is a
-    // retransmit: answered again once recorded, never recorded twice.
-    const seenKey = `radius-acct:${createHash('sha256').update(`${client.name}|${address}|${port}|${raw.identifier}|`).update(raw.authenticator).digest('base64url')}`;
+    // RFC 5080 §2.2.2: the same client, source port (RadSec: connection), identifier and
+    // authenticator is a retransmit: answered again once recorded, never recorded twice.
+    const seenKey = `radius-acct:${createHash('sha256').update(`${client.name}|${address}|${source}|${raw.identifier}|`).update(raw.authenticator).digest('base64url')}`;
     const ttl = this.ctx.config.radius.replyCacheSeconds * 1000;
     let seen: string | null;
     try {

@@ -11,6 +11,13 @@ export interface RadiusClient extends RadiusClientConfig {
   source: 'config' | 'api';
 }
 
+/** What a RadSec client is recognised by: the certificate's SHA-256 fingerprint (hex, colons allowed) and its names. */
+export interface RadsecCertificate {
+  fingerprint256: string;
+  /** Subject CN and DNS subjectAltNames. */
+  names: string[];
+}
+
 interface Compiled {
   client: RadiusClient;
   match: BlockList;
@@ -51,6 +58,8 @@ export class RadiusClients {
     private store: Store,
     private box: SecretBox,
     private fromConfig: RadiusClientConfig[],
+    /** Names of radius.upstreams: a client added through the API may name only these. */
+    private upstreams: string[] = [],
   ) {
     this.compiled = fromConfig.map((c, i) => {
       try {
@@ -87,10 +96,37 @@ export class RadiusClients {
     this.compiled = list.sort((a, b) => b.prefix - a.prefix);
   }
 
+  /** The UDP client at this address; a RadSec client (radsec part) is never matched here. */
   match(address: string): RadiusClient | undefined {
     const a = normalizeAddress(address);
     const family = isIP(a) === 4 ? 'ipv4' : 'ipv6';
-    return this.compiled.find((c) => c.match.check(a, family))?.client;
+    return this.compiled.find((c) => !c.client.radsec && c.match.check(a, family))?.client;
+  }
+
+  /** True when some RadSec client may connect from this address (checked before the TLS handshake). */
+  radsecAllowed(address: string): boolean {
+    const a = normalizeAddress(address);
+    const family = isIP(a) === 4 ? 'ipv4' : 'ipv6';
+    return this.compiled.some((c) => c.client.radsec && c.match.check(a, family));
+  }
+
+  /**
+   * The RadSec client this certificate (already verified against the CA) and source address
+   * identify: the most specific address block whose client names the certificate, by its
+   * SHA-256 fingerprint or by a name (subject CN or DNS subjectAltName).
+   */
+  matchRadsec(address: string, cert: RadsecCertificate): RadiusClient | undefined {
+    const a = normalizeAddress(address);
+    const family = isIP(a) === 4 ? 'ipv4' : 'ipv6';
+    const fingerprint = cert.fingerprint256.replaceAll(':', '').toLowerCase();
+    const names = cert.names.map((n) => n.toLowerCase());
+    return this.compiled.find(({ client: { radsec }, match }) => {
+      if (!radsec || !match.check(a, family)) return false;
+      return (
+        radsec.fingerprints.some((f) => f.slice('sha256:'.length).replaceAll(':', '').toLowerCase() === fingerprint) ||
+        radsec.names.some((n) => names.includes(n.toLowerCase()))
+      );
+    })?.client;
   }
 
   /** Names of the clients whose shared secret is `secret` (to find ones left with a published secret). */
@@ -107,6 +143,9 @@ export class RadiusClients {
     if (!parsed.success) throw badRequest('invalid_input', parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '));
     const c = parsed.data;
     compile({ ...c, source: 'api' });
+    if (c.upstream !== undefined && !this.upstreams.includes(c.upstream)) {
+      throw badRequest('unknown_upstream', `upstream '${c.upstream}' is not defined in radius.upstreams (${this.upstreams.join(', ') || 'none is defined'})`);
+    }
     if (this.fromConfig.some((x) => x.name === c.name) || (await this.store.settings.get(KIND, c.name))) {
       throw conflict('client_exists', `RADIUS client '${c.name}' already exists`);
     }

@@ -5,11 +5,16 @@ import type { Challenge } from '../../core/challenge.js';
 import { EngineStoppedError } from '../../core/engine.js';
 import { CountersignError } from '../../core/errors.js';
 import type { BeginOptions } from '../../core/login.js';
+import type { UserRecord } from '../../core/store.js';
 import { whyNoPush } from '../../core/push-service.js';
 import type { AppContext } from '../../context.js';
-import { normalizeAddress, type RadiusClient, type RadiusClients } from './clients.js';
+import type { RadiusClient, RadiusClients } from './clients.js';
+import { RadsecListener } from './radsec.js';
+import { udpPeer, type Peer } from './transport.js';
 import { ACCOUNTING_REQUEST, RadiusAccounting, STATUS_SERVER } from './accounting.js';
 import { answerStatusServer } from './status.js';
+import { attributesForNas, type CarriedAttributes } from './mppe.js';
+import { RadiusUpstreams, credentialKind, forwardedAttributes } from './upstream.js';
 import {
   ACCESS_REQUEST,
   ReplyTooLarge,
@@ -38,6 +43,7 @@ interface Reply {
 interface Request {
   client: RadiusClient;
   address: string;
+  transport: Peer['transport'];
   raw: RawPacket;
   /** User-Name as the NAS sent it (it may carry a realm: CORP\\alice, alice@corp). */
   user: string;
@@ -45,9 +51,13 @@ interface Request {
   account?: string;
   password?: string;
   state?: Buffer;
+  /** What the upstream's Access-Accept hands on to the NAS (MS-CHAP2-Success, MPPE keys, Class), keys in the clear. */
+  upstreamCarried?: CarriedAttributes;
   origin: { front: 'radius'; client: string; ip: string; userAgent?: string };
   /** Dedupe key of this packet (RFC 5080). */
   key: string;
+  /** The User-Name's record, read with the dedupe lease where a code may come with the request. */
+  early?: Promise<UserRecord | null | undefined>;
 }
 
 /** Answers to one Access-Challenge (codes, or Enter to check the push) before the login ends. */
@@ -56,6 +66,7 @@ const MAX_FOLLOW_UPS = 20;
 const SAME_ANSWER = new Set([
   'user_not_found',
   'no_second_factor',
+  'passkey_needs_browser',
   'otp_not_enabled',
   'otp_not_offered',
   'otp_invalid',
@@ -98,14 +109,21 @@ export class RadiusFront {
   private socket?: dgram.Socket;
   /** Requests this instance is answering (a retransmit here is ignored), with the dedupe state it recorded. */
   private held = new Map<string, Seen['s']>();
+  /** Answers sent whose reply-cache write has not landed yet (cacheReply). */
+  private answered = new Map<string, Buffer>();
   private inflight = new Set<Promise<void>>();
   /** Accounting (RFC 2866), when on: its own port (listen), and Accounting-Requests handed over from this one. */
   readonly accounting?: RadiusAccounting;
+  /** Upstream RADIUS servers checking the first factor for the clients that name one. */
+  private readonly upstreams: RadiusUpstreams;
+  /** RadSec (RFC 6614), when on: a TLS listener (listen) whose packets go through the same steps. */
+  readonly radsec?: RadsecListener;
 
   constructor(
     private ctx: AppContext,
     readonly clients: RadiusClients,
   ) {
+    this.upstreams = new RadiusUpstreams(ctx.config.radius.upstreams, ctx.metrics, ctx.log);
     const drop = (reason: string, address: string, detail?: Record<string, unknown>) => this.drop(reason, address, detail);
     if (ctx.config.radius.accountingEnabled) {
       this.accounting = new RadiusAccounting(ctx, clients, {
@@ -113,6 +131,7 @@ export class RadiusFront {
         statusServer: (raw, client, address, send) => answerStatusServer(ctx, raw, client, address, 'accounting', send, drop),
       });
     }
+    if (ctx.config.radius.radsec.enabled) this.radsec = new RadsecListener(ctx, clients, (msg, peer) => this.handle(msg, peer));
   }
 
   async start(host: string, port: number): Promise<AddressInfo> {
@@ -120,7 +139,7 @@ export class RadiusFront {
     const socket = dgram.createSocket({ type, ipv6Only: false, reuseAddr: false });
     this.socket = socket;
     socket.on('message', (msg, rinfo) => {
-      const p = this.handle(msg, rinfo).catch((err) => this.ctx.log.error({ err }, 'radius: unexpected failure; request dropped'));
+      const p = this.handle(msg, udpPeer(socket, rinfo)).catch((err) => this.ctx.log.error({ err }, 'radius: unexpected failure; request dropped'));
       this.inflight.add(p);
       void p.finally(() => this.inflight.delete(p));
     });
@@ -139,6 +158,9 @@ export class RadiusFront {
   async stop(): Promise<void> {
     this.clients.stop();
     await this.accounting?.stop();
+    await this.radsec?.stop();
+    // A request still waiting on an upstream ends now, as a reject.
+    this.upstreams.close();
     // Held requests are released by the engine stopping; wait for their last word.
     await Promise.race([Promise.allSettled([...this.inflight]), new Promise((r) => setTimeout(r, 2000))]);
     await new Promise<void>((r) => (this.socket ? this.socket.close(() => r()) : r()));
@@ -179,23 +201,27 @@ export class RadiusFront {
     );
   }
 
-  private async handle(msg: Buffer, rinfo: dgram.RemoteInfo): Promise<void> {
+  /** One packet from a UDP datagram or a RadSec frame (transport.ts), through the steps. */
+  private async handle(msg: Buffer, peer: Peer): Promise<void> {
     const started = Date.now();
-    const address = normalizeAddress(rinfo.address);
-    const client = this.clients.match(address);
+    const { address } = peer;
+    // RadSec named the client by its certificate; UDP by the source address.
+    const client = peer.client ?? this.clients.match(address);
     if (!client) return this.drop('unknown_client', address);
     const raw = parseRaw(msg);
     if ('ok' in raw) return this.drop('malformed', address, { detail: raw.reason, client: client.name });
     // Status-Server (RFC 5997, status.ts) and Accounting-Request (RFC 2866, accounting.ts) have steps of their own.
     if (raw.code === STATUS_SERVER || (raw.code === ACCOUNTING_REQUEST && this.accounting)) {
-      const reply = (buf: Buffer) => this.socket?.send(buf, rinfo.port, rinfo.address);
       const drop = (reason: string, a: string, detail?: Record<string, unknown>) => this.drop(reason, a, detail);
-      return raw.code === STATUS_SERVER ? answerStatusServer(this.ctx, raw, client, address, 'auth', reply, drop) : this.accounting!.handle(raw, client, address, rinfo.port, reply);
+      return raw.code === STATUS_SERVER
+        ? answerStatusServer(this.ctx, raw, client, address, 'auth', peer.send, drop, peer.transport)
+        : this.accounting!.handle(raw, client, address, peer.dedupe, peer.send);
     }
     if (raw.code !== ACCESS_REQUEST) return this.drop('unsupported_code', address, { code: raw.code, client: client.name });
     const ma = checkMessageAuthenticator(raw, client.secret);
     if (ma === 'bad') return this.drop('bad_message_authenticator', address, { client: client.name });
-    if (ma === 'missing' && client.requireMessageAuthenticator) return this.drop('missing_message_authenticator', address, { client: client.name });
+    // Over RadSec TLS protects the packet (RFC 6614): Message-Authenticator is checked when present.
+    if (ma === 'missing' && client.requireMessageAuthenticator && peer.transport === 'udp') return this.drop('missing_message_authenticator', address, { client: client.name });
 
     const count = (t: number) => raw.attributes.filter(([type]) => type === t).length;
     if (count(USER_NAME) !== 1 || count(USER_PASSWORD) > 1 || count(STATE) > 1) {
@@ -211,12 +237,13 @@ export class RadiusFront {
     }
 
     const key = createHash('sha256')
-      .update(`${client.name}|${address}|${rinfo.port}|${raw.identifier}|`)
+      .update(`${client.name}|${address}|${peer.dedupe}|${raw.identifier}|`)
       .update(raw.authenticator)
       .digest('base64url');
     const req: Request = {
       client,
       address,
+      transport: peer.transport,
       raw,
       user,
       password: decoded.password,
@@ -224,9 +251,14 @@ export class RadiusFront {
       origin: { front: 'radius', client: client.name, ip: decoded.callingStationId || address, userAgent: decoded.nasIdentifier },
       key,
     };
-    const send = (buf: Buffer) => this.socket?.send(buf, rinfo.port, rinfo.address);
+    const send = peer.send;
 
-    // A retransmit of what this instance is already working on needs no store round trip.
+    // A retransmit of what this instance is already working on, or has just answered, needs no store round trip.
+    const answered = this.answered.get(key);
+    if (answered) {
+      this.ctx.metrics.radiusDuplicates.inc({ state: 'done' });
+      return void send(answered);
+    }
     const mine = this.held.get(key);
     if (mine) return void this.ctx.metrics.radiusDuplicates.inc({ state: mine });
 
@@ -237,6 +269,12 @@ export class RadiusFront {
     const lease = this.ctx.config.radius.processingLeaseSeconds * 1000;
     let seen: string | null;
     try {
+      // Where a code may come with the request, the user's record rides in the same write as
+      // the lease: the steps after it read the user in this same turn of the event loop and
+      // share that answer (RedisUsers keeps reads that recent), one round trip less.
+      if (req.password !== undefined && !req.state && (client.mode === 'append' || client.secondFactorOnly)) {
+        req.early = this.ctx.store.users.get(user).catch(() => undefined);
+      }
       seen = await this.ctx.store.kv.setIfAbsent(seenKey, JSON.stringify({ s: 'processing' } satisfies Seen), lease);
     } catch {
       // Without the store no login can be decided; say so rather than hang.
@@ -253,15 +291,30 @@ export class RadiusFront {
     try {
       const reply = await this.decide(req);
       const buf = this.encode(req, reply);
-      await this.ctx.store.kv
-        .set(seenKey, JSON.stringify({ s: 'done', reply: buf.toString('base64') } satisfies Seen), this.ctx.config.radius.replyCacheSeconds * 1000)
-        .catch(() => {});
       send(buf);
       this.record(req, reply, started);
+      await this.cacheReply(key, buf);
     } catch (err) {
       if (!(err instanceof Drop)) throw err;
     } finally {
       this.held.delete(key);
+    }
+  }
+
+  /**
+   * The answer is sent before it is cached: no round trip between a decision (a phone's
+   * approval) and the NAS. The cache write then leaves with the login's record and audit
+   * event; until it lands, a retransmit here is answered from `answered`, and one on another
+   * instance sees the login still held (ignored, as any retransmit while we work).
+   */
+  private async cacheReply(key: string, buf: Buffer): Promise<void> {
+    this.answered.set(key, buf);
+    try {
+      await this.ctx.store.kv
+        .set(`radius:${key}`, JSON.stringify({ s: 'done', reply: buf.toString('base64') } satisfies Seen), this.ctx.config.radius.replyCacheSeconds * 1000)
+        .catch(() => {});
+    } finally {
+      this.answered.delete(key);
     }
   }
 
@@ -272,13 +325,11 @@ export class RadiusFront {
     if (seen.s === 'processing' || this.held.has(req.key)) return;
     this.held.set(req.key, 'pending');
     try {
-      const reply = this.finalReply(req, await this.ctx.engine.wait(seen.cid));
+      const reply = await this.carriedForRetransmit(req, this.finalReply(req, await this.ctx.engine.wait(seen.cid)));
       const buf = this.encode(req, reply);
-      await this.ctx.store.kv
-        .set(`radius:${req.key}`, JSON.stringify({ s: 'done', reply: buf.toString('base64') } satisfies Seen), this.ctx.config.radius.replyCacheSeconds * 1000)
-        .catch(() => {});
       send(buf);
       this.record(req, reply, started);
+      await this.cacheReply(req.key, buf);
     } catch (err) {
       if (err instanceof EngineStoppedError || err instanceof Drop) return;
       try {
@@ -326,7 +377,12 @@ export class RadiusFront {
       method: reply.factor,
       outcome,
       durationMs: Date.now() - started,
-      detail: { mode: req.client.secondFactorOnly ? `${req.client.mode}/second-factor-only` : req.client.mode, ...(reply.reason ? { reason: reply.reason } : {}) },
+      detail: {
+        mode: req.client.secondFactorOnly ? `${req.client.mode}/second-factor-only` : req.client.mode,
+        ...(reply.reason ? { reason: reply.reason } : {}),
+        ...(req.transport === 'radsec' ? { transport: 'radsec' } : {}),
+        ...(req.client.upstream ? { firstFactor: `upstream:${req.client.upstream}` } : {}),
+      },
     });
   }
 
@@ -339,6 +395,8 @@ export class RadiusFront {
           ? 'Wrong user name or password'
           : err.code === 'challenge_not_found'
             ? 'This login was lost by the second-factor service; login denied, please try again'
+            : err.code === 'no_second_factor'
+            ? `No second factor is set up for this account; set one up at ${this.ctx.devices.publicUrl.replace(/\/+$/, '')}/account/`
             : err.status >= 500
             ? 'The second-factor service is unavailable; login denied'
             : err.message;
@@ -363,7 +421,8 @@ export class RadiusFront {
 
   private async decide(req: Request): Promise<Reply> {
     try {
-      if (req.state) return await this.followUp(req);
+      if (req.state) return req.client.upstream ? await this.carriedAcrossRounds(req, await this.followUp(req)) : await this.followUp(req);
+      if (req.client.upstream) return await this.viaUpstream(req);
       if (req.password === undefined) {
         return { code: 'Access-Reject', message: 'Only PAP (User-Password) is supported', reason: 'no_password' };
       }
@@ -384,12 +443,118 @@ export class RadiusFront {
    * is (expired password, disabled) hears why, never "wrong password".
    */
   private async firstFactor(req: Request, password: string): Promise<Reply | null> {
+    if (req.client.upstream) return this.upstreamFirstFactor(req, password);
     const verified = await this.ctx.directory.verify(req.user, password);
     if (verified.ok) {
       req.account = verified.name;
       return null;
     }
     return { code: 'Access-Reject', message: verified.reason === 'invalid' ? 'Wrong user name or password' : verified.message, reason: verified.reason === 'invalid' ? 'first_factor_failed' : verified.reason };
+  }
+
+  /**
+   * The first factor by an upstream RADIUS server (upstream.ts), then the client's mode. append
+   * with PAP splits the code off as it does for the directories (firstFactor forwards each
+   * password it tries); MS-CHAP and CHAP carry no code, so append pushes. Nothing goes upstream
+   * again for the second factor.
+   */
+  private async viaUpstream(req: Request): Promise<Reply> {
+    if (req.client.mode === 'append' && req.password !== undefined) return this.withCarried(req, await this.append(req, req.password));
+    const refused = await this.upstreamFirstFactor(req);
+    if (refused) return refused;
+    if (req.client.mode !== 'challenge') {
+      await this.keepCarriedForRetransmit(req);
+      return this.withCarried(req, await this.pushWait(req));
+    }
+    const reply = await this.challenge(req);
+    if (reply.code === 'Access-Challenge') await this.keepCarried(req, reply);
+    return this.withCarried(req, reply);
+  }
+
+  /**
+   * Forwards the NAS's credentials (PAP with `password` in its place when given); null when the
+   * upstream accepted, else the reject. Only a verified Access-Accept lets the login go on.
+   */
+  private async upstreamFirstFactor(req: Request, password?: string): Promise<Reply | null> {
+    const name = req.client.upstream!;
+    const upstream = this.upstreams.get(name);
+    const unavailable = (reason: string): Reply => ({ code: 'Access-Reject', message: 'The password server is unavailable; login denied', reason });
+    if (!upstream) {
+      // A client added through the API may outlive its upstream in the config file.
+      this.ctx.log.error({ client: req.client.name, upstream: name }, 'radius: the client names an upstream that is not configured; the login is denied');
+      return unavailable('upstream_unknown');
+    }
+    if (!credentialKind(req.raw)) return { code: 'Access-Reject', message: 'No password in the request (PAP, CHAP or MS-CHAP)', reason: 'no_password' };
+    const forwarded = forwardedAttributes(req.raw, req.client.secret, password === undefined ? undefined : Buffer.from(password, 'utf8'));
+    const answer = await upstream.forward(forwarded.attributes, forwarded.password);
+    if (answer.outcome === 'reject') {
+      // MS-CHAP clients read why (E=691 and the like) from MS-CHAP-Error.
+      return { code: 'Access-Reject', message: 'Wrong user name or password', reason: 'first_factor_failed', attributes: upstream.chapErrors(answer) };
+    }
+    if (answer.outcome === 'challenge') {
+      return { code: 'Access-Reject', message: 'The password server asked for more than a password; login denied', reason: 'upstream_challenge' };
+    }
+    if (answer.outcome !== 'accept') return unavailable(`upstream_${answer.outcome}`);
+    try {
+      req.upstreamCarried = upstream.carried(answer);
+    } catch (err) {
+      this.ctx.log.warn({ err, upstream: name }, 'radius: the upstream accepted with keys that do not decrypt; the login is denied');
+      return unavailable('upstream_bad_keys');
+    }
+    return null;
+  }
+
+  /** An Access-Accept carries what the upstream handed on, keys encrypted for the NAS request it answers. */
+  private withCarried(req: Request, reply: Reply, carried = req.upstreamCarried): Reply {
+    if (reply.code !== 'Access-Accept' || !carried) return reply;
+    return { ...reply, attributes: [...(reply.attributes ?? []), ...attributesForNas(carried, req.client.secret, req.raw.authenticator)] };
+  }
+
+  private carriedKey = (state: Buffer) => `radius-upstream:${state.toString('base64url')}`;
+
+  /** challenge mode: what the upstream handed on waits, sealed, beside the State until the final answer. */
+  private async keepCarried(req: Request, reply: Reply): Promise<void> {
+    const c = req.upstreamCarried;
+    if (!c || c.plain.length + c.keys.length + c.classes.length === 0) return;
+    const state = reply.attributes?.find(([n]) => n === 'State')?.[1];
+    const seconds = reply.attributes?.find(([n]) => n === 'Session-Timeout')?.[1];
+    if (!Buffer.isBuffer(state) || typeof seconds !== 'number') throw new Error('an Access-Challenge without State or Session-Timeout');
+    const key = this.carriedKey(state);
+    await this.ctx.store.kv.set(key, this.ctx.box.seal(Buffer.from(JSON.stringify(c)), key), seconds * 1000 + 5000);
+  }
+
+  /**
+   * push-wait: a retransmit of this request may reach another instance, which then awaits the
+   * login and answers (duplicate()); it finds what the upstream handed on here, sealed, under the
+   * request's dedupe key. The retransmit is the same packet, so the same authenticator keys it.
+   */
+  private async keepCarriedForRetransmit(req: Request): Promise<void> {
+    const c = req.upstreamCarried;
+    if (!c || c.plain.length + c.keys.length + c.classes.length === 0) return;
+    const key = `radius-upstream-request:${req.key}`;
+    await this.ctx.store.kv.set(key, this.ctx.box.seal(Buffer.from(JSON.stringify(c)), key), this.ctx.config.challenge.deadlineSeconds * 1000 + 60_000);
+  }
+
+  private async carriedForRetransmit(req: Request, reply: Reply): Promise<Reply> {
+    if (reply.code !== 'Access-Accept' || !req.client.upstream) return reply;
+    const key = `radius-upstream-request:${req.key}`;
+    const sealed = await this.ctx.store.kv.get(key);
+    return sealed ? this.withCarried(req, reply, JSON.parse(this.ctx.box.open(sealed, key).toString()) as CarriedAttributes) : reply;
+  }
+
+  /**
+   * The follow-up's final answer: an Access-Accept gets the kept attributes, keys encrypted with
+   * the Request Authenticator of this follow-up (the request it answers); they are then spent.
+   */
+  private async carriedAcrossRounds(req: Request, reply: Reply): Promise<Reply> {
+    if (reply.code === 'Access-Challenge' || !req.state) return reply;
+    const key = this.carriedKey(req.state);
+    // A refusal of a State that is not this NAS's or already spent leaves the real login's keys alone.
+    if (reply.code === 'Access-Reject' && (reply.reason === 'bad_state' || reply.reason === 'state_reused')) return reply;
+    const sealed = await this.ctx.store.kv.get(key);
+    await this.ctx.store.kv.delete(key).catch(() => {});
+    if (reply.code !== 'Access-Accept' || !sealed) return reply;
+    return this.withCarried(req, reply, JSON.parse(this.ctx.box.open(sealed, key).toString()) as CarriedAttributes);
   }
 
   private opts(req: Request, more: BeginOptions = {}): BeginOptions {
@@ -406,7 +571,9 @@ export class RadiusFront {
 
   /** A code typed with the request: a wrong or reused one ends the login at once. */
   private async otp(req: Request, code: string): Promise<Reply> {
-    const c = await this.ctx.login.otpOnce(req.account ?? req.user, code, req.origin, req.client.policy);
+    const name = req.account ?? req.user;
+    const known = name === req.user ? await req.early : undefined;
+    const c = await this.ctx.login.otpOnce(name, code, req.origin, req.client.policy, known);
     return { code: 'Access-Accept', attributes: this.acceptAttributes(req, c), factor: c.method };
   }
 
@@ -451,7 +618,8 @@ export class RadiusFront {
         if (/^\d{6,8}$/.test(second)) return { password: typed.slice(0, i), code: second };
       },
       async () => {
-        const digits = (await this.ctx.store.users.get(req.user))?.otpDigits ?? 6;
+        const early = await req.early;
+        const digits = (early !== undefined ? early : await this.ctx.store.users.get(req.user))?.otpDigits ?? 6;
         const m = new RegExp(`^(.*)(\\d{${digits}})$`, 's').exec(typed);
         if (m) return { password: m[1]!, code: m[2]! };
       },

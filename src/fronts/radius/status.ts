@@ -22,10 +22,12 @@ export async function answerStatusServer(
   port: 'auth' | 'accounting',
   send: SendFn,
   drop: DropFn,
+  transport: 'udp' | 'radsec' = 'udp',
 ): Promise<void> {
   const ma = checkMessageAuthenticator(raw, client.secret);
-  // Its own reasons: requireMessageAuthenticator does not apply, Status-Server always needs one.
-  if (ma === 'missing') return drop('status_server_missing_message_authenticator', address, { client: client.name, port });
+  // Its own reasons: requireMessageAuthenticator does not apply, Status-Server over UDP always
+  // needs one; over RadSec TLS protects it (RFC 6614), so it is checked only when present.
+  if (ma === 'missing' && transport === 'udp') return drop('status_server_missing_message_authenticator', address, { client: client.name, port });
   if (ma === 'bad') return drop('bad_message_authenticator', address, { client: client.name, port, code: 'Status-Server' });
   let timer: NodeJS.Timeout | undefined;
   const ready = await Promise.race([
