@@ -4,7 +4,8 @@ export const FINAL_STATES = ['approved', 'rejected', 'expired', 'cancelled'] as 
 export type Outcome = (typeof FINAL_STATES)[number];
 export type ChallengeState = 'pending' | Outcome;
 
-export type Factor = 'otp' | 'push';
+/** passkey: WebAuthn, answered at a front that runs in a browser (OIDC, the console). */
+export type Factor = 'otp' | 'push' | 'passkey';
 
 /** Where the login came from: written into the audit event and shown in the push. */
 export interface Origin {

@@ -7,6 +7,7 @@ import type { UserRecord } from '../../core/store.js';
 import type { ConsoleSessions } from '../console/sessions.js';
 import { adminAudit } from './audit.js';
 import { membersOf } from './directories.js';
+import { notFound } from '../../core/errors.js';
 
 const otpParams = z
   .object({
@@ -209,6 +210,34 @@ export function userRoutes(api: ApiBuilder, ctx: AppContext, sessions: ConsoleSe
       const user = await ctx.users.unlock(name);
       adminAudit(ctx, req, 'otp.unlock', { user: name });
       return user;
+    },
+  });
+
+  // Caller: the admin token or a console session (the helpdesk may look).
+  api.route({
+    method: 'get',
+    path: '/users/:name/passkeys',
+    summary: 'A user’s passkeys (WebAuthn): name, when made and last used, synced (multiDevice) or bound to one authenticator (singleDevice); never the key',
+    errors: { 404: 'no such user' },
+    handler: async ({ req }) => {
+      const name = String(req.params.name);
+      await ctx.users.require(name);
+      return { passkeys: await ctx.passkeys.list(name) };
+    },
+  });
+
+  // Caller: the admin token or a console admin (the gate refuses the helpdesk any DELETE).
+  api.route({
+    method: 'delete',
+    path: '/users/:name/passkeys/:id',
+    summary: 'Remove one of a user’s passkeys: it no longer signs in anywhere',
+    errors: { 404: 'no such passkey' },
+    handler: async ({ req }) => {
+      const name = String(req.params.name);
+      const id = String(req.params.id);
+      if (!(await ctx.passkeys.remove(name, id))) throw notFound('passkey', id);
+      adminAudit(ctx, req, 'passkey.remove', { user: name, detail: { passkey: id } });
+      return { ok: true };
     },
   });
 

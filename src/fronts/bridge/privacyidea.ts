@@ -10,7 +10,7 @@ import type { BridgeCredential, BridgeCredentials } from './credentials.js';
 
 /** Marks logins opened through this API (origin.via), with the credential when there was one. */
 const VIA = 'privacyidea';
-const SAME_ANSWER = new Set(['first_factor_failed', 'user_not_found', 'no_second_factor', 'otp_not_enabled', 'otp_not_offered']);
+const SAME_ANSWER = new Set(['first_factor_failed', 'user_not_found', 'no_second_factor', 'passkey_needs_browser', 'otp_not_enabled', 'otp_not_offered']);
 
 /**
  * The subset of privacyIDEA's HTTP API that its Credential Provider for
