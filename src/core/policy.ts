@@ -9,6 +9,14 @@ export interface AccessPolicy {
   mfaGroups?: string[];
   /** A user who needs a second factor but has none enrolled: refused (deny), or let through with the first factor (allow). */
   noFactor?: 'deny' | 'allow';
+  /** A user with no factor may enrol one during an OpenID Connect sign-in (src/fronts/oidc/enrol.ts). */
+  enrolAtSignIn?: 'off' | 'on';
+  /** Only members of one of these groups may enrol at sign-in (empty or absent: everyone). */
+  enrolGroups?: string[];
+  /** Days after the user's record was made during which enrolment at sign-in is offered. */
+  enrolGraceDays?: number;
+  /** Sign-ins without a factor during which enrolment at sign-in is offered. */
+  enrolGraceSignIns?: number;
 }
 
 export type PolicyDecision =
@@ -20,7 +28,24 @@ export const mergePolicy = (base: AccessPolicy, over?: AccessPolicy): AccessPoli
   allowGroups: over?.allowGroups ?? base.allowGroups,
   mfaGroups: over?.mfaGroups ?? base.mfaGroups,
   noFactor: over?.noFactor ?? base.noFactor,
+  enrolAtSignIn: over?.enrolAtSignIn ?? base.enrolAtSignIn,
+  enrolGroups: over?.enrolGroups ?? base.enrolGroups,
+  enrolGraceDays: over?.enrolGraceDays ?? base.enrolGraceDays,
+  enrolGraceSignIns: over?.enrolGraceSignIns ?? base.enrolGraceSignIns,
 });
+
+/**
+ * Whether a user with no factor may enrol one while signing in: the policy turns it on, the
+ * user is in an enrolment group (when there are any), and the grace period has not run out
+ * (days since the record was made; `signIns` already counted this one).
+ */
+export function mayEnrolAtSignIn(groups: string[], policy: AccessPolicy, ageMs: number, signIns: number): boolean {
+  if (policy.enrolAtSignIn !== 'on') return false;
+  const mine = new Set(groups.map((g) => g.toLowerCase()));
+  if (policy.enrolGroups?.length && !policy.enrolGroups.some((g) => mine.has(g.toLowerCase()))) return false;
+  if (ageMs > (policy.enrolGraceDays ?? 14) * 86_400_000) return false;
+  return signIns <= (policy.enrolGraceSignIns ?? 5);
+}
 
 /** Group names compare without case, as directories do. */
 export function decide(groups: string[], policy: AccessPolicy): PolicyDecision {

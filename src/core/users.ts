@@ -175,6 +175,10 @@ export class UserService {
   async delete(name: string): Promise<void> {
     if (!(await this.store.users.delete(name))) throw notFound('user', name);
     await this.store.devices.deleteAll(name);
+    // A user made again under this name must not inherit these.
+    await this.store.passkeys.deleteAll(name);
+    // Recovery codes are tied to the record's creation time already; this drops the leftover set.
+    await this.store.settings.delete('recovery', name);
   }
 
   async update(
@@ -237,7 +241,7 @@ export class UserService {
    */
   async setFactor(
     names: string[],
-    factor: Factor,
+    factor: Exclude<Factor, 'passkey'>,
     enabled: boolean,
     otpParams: Partial<OtpParams> = {},
   ): Promise<BulkResult[]> {

@@ -12,6 +12,7 @@ import { oidcClientRoutes } from './oidc.js';
 import { bridgeCredentialRoutes } from './bridge.js';
 import { userRoutes } from './users.js';
 import { directoryRoutes } from './directories.js';
+import { invitationRoutes } from './invitations.js';
 import type { RadiusClients } from '../radius/clients.js';
 import type { OidcClients } from '../oidc/clients.js';
 import type { BridgeCredentials } from '../bridge/credentials.js';
@@ -49,6 +50,7 @@ export function mountAdminApi(app: Express, ctx: AppContext, token: string, sess
 
   userRoutes(api, ctx, sessions);
   directoryRoutes(api, ctx);
+  invitationRoutes(api, ctx);
   deviceRoutes(api, ctx);
   radiusClientRoutes(api, ctx, registries.radiusClients);
   radiusSessionRoutes(api, ctx);

@@ -10,9 +10,18 @@ import { newToken } from '../../core/ids.js';
 import { parse, userName } from '../../http/validate.js';
 import type { AppContext } from '../../context.js';
 import { adminAudit } from '../admin/audit.js';
+import { consolePasskeyRoutes } from './passkeys.js';
 import { ConsoleSessions, LOGIN_COOKIE, readCookie, setCookie, type ConsoleSession } from './sessions.js';
 
 const digest = (s: string) => createHash('sha256').update(s).digest('base64url');
+
+/** The console's pages (and the portal's, src/fronts/account): own scripts and styles only, never framed, nothing cached. */
+export const STATIC_HEADERS = {
+  'content-security-policy': "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+  'x-content-type-options': 'nosniff',
+  'referrer-policy': 'no-referrer',
+  'cache-control': 'no-store',
+};
 
 /** Static files sit beside this module in the source tree; the Docker build copies them next to the compiled one. */
 function staticDir(): string {
@@ -61,11 +70,11 @@ export function mountConsole(app: Express, ctx: AppContext, sessions: ConsoleSes
         u.name,
         null,
         { front: 'console', client: 'console', ip: req.ip, userAgent: req.get('user-agent') },
-        { policy: null, requireSecondFactor: true },
+        { policy: null, requireSecondFactor: true, webauthn: true },
       );
     } catch (err) {
       if (err instanceof CountersignError && err.code === 'no_second_factor') {
-        throw new CountersignError(403, 'console_needs_second_factor', 'Countersign protects its own console: enrol OTP or push for this administrator first');
+        throw new CountersignError(403, 'console_needs_second_factor', 'Countersign protects its own console: enrol OTP, push or a passkey for this administrator first');
       }
       throw err;
     }
@@ -122,6 +131,8 @@ export function mountConsole(app: Express, ctx: AppContext, sessions: ConsoleSes
     return s;
   };
 
+  consolePasskeyRoutes(api, { ctx, sessions, pendingLogin, requireSession });
+
   // Caller: a console session (admin or helpdesk).
   api.get('/session', async (req, res) => {
     const s = await requireSession(req, res);
@@ -151,12 +162,7 @@ export function mountConsole(app: Express, ctx: AppContext, sessions: ConsoleSes
   app.use(
     '/console',
     (_req, res, next) => {
-      res.set({
-        'content-security-policy': "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
-        'x-content-type-options': 'nosniff',
-        'referrer-policy': 'no-referrer',
-        'cache-control': 'no-store',
-      });
+      res.set(STATIC_HEADERS);
       next();
     },
     express.static(staticDir(), { index: 'index.html', redirect: true }),

@@ -3,7 +3,7 @@ import type { Request, Response } from 'express';
 import { CountersignError } from '../../core/errors.js';
 import { newToken } from '../../core/ids.js';
 import { SECURE_COOKIES_SETTING } from '../../http/server.js';
-import type { Store } from '../../core/store.js';
+import type { Store, UserRecord } from '../../core/store.js';
 
 export type Role = 'admin' | 'helpdesk';
 
@@ -24,11 +24,20 @@ const IDLE_MS = 30 * 60 * 1000;
 const MAX_MS = 8 * 3600 * 1000;
 
 const digest = (s: string) => createHash('sha256').update(s).digest('base64url');
-const sessionKey = (d: string) => `console:${d}`;
-/** Digests of a user's sessions, so they can all be ended at once. */
-const userIndexKey = (user: string) => `console-user:${user}`;
-/** When a user's sessions were last ended; sessions created up to then are void. */
-const revokedKey = (user: string) => `console-revoked:${user}`;
+
+/**
+ * Which sessions: the console's (an administrator or helpdesk user), or the self-service
+ * portal's (any user, src/fronts/account). Same rules, their own cookie and keys.
+ */
+export interface SessionKind {
+  /** Key prefix in the store. */
+  name: string;
+  cookie: string;
+  /** Whether this user may hold such a session now; read again on every request. */
+  admits(u: UserRecord): boolean;
+}
+
+export const CONSOLE_SESSIONS: SessionKind = { name: 'console', cookie: SESSION_COOKIE, admits: (u) => Boolean(u.role) };
 
 export const readCookie = (req: Request, name: string): string | undefined => {
   for (const part of (req.get('cookie') ?? '').split(';')) {
@@ -51,16 +60,25 @@ export const setCookie = (req: Request, res: Response, name: string, value: stri
  * Every state-changing call must also carry the session's CSRF token.
  */
 export class ConsoleSessions {
-  constructor(private store: Store) {}
+  constructor(
+    private store: Store,
+    private kind: SessionKind = CONSOLE_SESSIONS,
+  ) {}
+
+  private sessionKey = (d: string) => `${this.kind.name}:${d}`;
+  /** Digests of a user's sessions, so they can all be ended at once. */
+  private userIndexKey = (user: string) => `${this.kind.name}-user:${user}`;
+  /** When a user's sessions were last ended; sessions created up to then are void. */
+  private revokedKey = (user: string) => `${this.kind.name}-revoked:${user}`;
 
   async create(req: Request, res: Response, user: string, role: Role, now: number): Promise<ConsoleSession> {
     const id = newToken(32);
     const d = digest(id);
     const session: ConsoleSession = { user, role, csrf: newToken(24), createdAt: now };
     // Indexed before it exists, so no live session is ever missing from the index.
-    await this.store.kv.addMember(userIndexKey(user), d, MAX_MS);
-    await this.store.kv.set(sessionKey(d), JSON.stringify(session), IDLE_MS);
-    setCookie(req, res, SESSION_COOKIE, id, MAX_MS);
+    await this.store.kv.addMember(this.userIndexKey(user), d, MAX_MS);
+    await this.store.kv.set(this.sessionKey(d), JSON.stringify(session), IDLE_MS);
+    setCookie(req, res, this.kind.cookie, id, MAX_MS);
     return session;
   }
 
@@ -70,9 +88,9 @@ export class ConsoleSessions {
    * been deleted or lost their role (then it is destroyed too).
    */
   async get(req: Request, res: Response, now: number): Promise<ConsoleSession | null> {
-    const id = readCookie(req, SESSION_COOKIE);
+    const id = readCookie(req, this.kind.cookie);
     if (!id) return null;
-    const key = sessionKey(digest(id));
+    const key = this.sessionKey(digest(id));
     const raw = await this.store.kv.get(key);
     if (!raw) return null;
     const s = JSON.parse(raw) as ConsoleSession;
@@ -83,33 +101,34 @@ export class ConsoleSessions {
     const [u, revokedAt] = await Promise.all([this.store.users.get(s.user), this.revokedAt(s.user)]);
     // The revocation mark also voids a session that a request in flight during
     // endAll() wrote back below after endAll() had deleted it.
-    if (!u?.role || (revokedAt !== null && s.createdAt <= revokedAt)) {
+    if (!u || !this.kind.admits(u) || (revokedAt !== null && s.createdAt <= revokedAt)) {
       await this.store.kv.delete(key);
-      setCookie(req, res, SESSION_COOKIE, '', 0);
+      setCookie(req, res, this.kind.cookie, '', 0);
       return null;
     }
     await this.store.kv.set(key, raw, IDLE_MS);
-    return { ...s, role: u.role };
+    // A portal session's user may have no role: the portal never reads it.
+    return { ...s, role: u.role! };
   }
 
   async destroy(req: Request, res: Response): Promise<void> {
-    const id = readCookie(req, SESSION_COOKIE);
-    if (id) await this.store.kv.delete(sessionKey(digest(id)));
-    setCookie(req, res, SESSION_COOKIE, '', 0);
+    const id = readCookie(req, this.kind.cookie);
+    if (id) await this.store.kv.delete(this.sessionKey(digest(id)));
+    setCookie(req, res, this.kind.cookie, '', 0);
   }
 
   /** Ends every console session of a user, on every instance; returns how many were live. */
   async endAll(user: string, now: number): Promise<number> {
-    await this.store.kv.set(revokedKey(user), String(now), MAX_MS);
-    const digests = await this.store.kv.members(userIndexKey(user));
+    await this.store.kv.set(this.revokedKey(user), String(now), MAX_MS);
+    const digests = await this.store.kv.members(this.userIndexKey(user));
     const live = await Promise.all(
       digests.map(async (d) => {
-        const existed = (await this.store.kv.get(sessionKey(d))) !== null;
-        await this.store.kv.delete(sessionKey(d));
+        const existed = (await this.store.kv.get(this.sessionKey(d))) !== null;
+        await this.store.kv.delete(this.sessionKey(d));
         return existed;
       }),
     );
-    await this.store.kv.delete(userIndexKey(user));
+    await this.store.kv.delete(this.userIndexKey(user));
     return live.filter(Boolean).length;
   }
 
@@ -120,16 +139,16 @@ export class ConsoleSessions {
   }
 
   private async revokedAt(user: string): Promise<number | null> {
-    const v = await this.store.kv.get(revokedKey(user));
+    const v = await this.store.kv.get(this.revokedKey(user));
     return v === null ? null : Number(v);
   }
 
   /** Checks the CSRF header of a state-changing request, in constant time. */
-  checkCsrf(req: Request, s: ConsoleSession): void {
+  checkCsrf(req: Request, s: Pick<ConsoleSession, 'csrf'>): void {
     const given = Buffer.from(req.get('x-csrf-token') ?? '');
     const want = Buffer.from(s.csrf);
     if (given.length !== want.length || !timingSafeEqual(given, want)) {
-      throw new CountersignError(403, 'csrf', 'missing or wrong CSRF token; reload the console');
+      throw new CountersignError(403, 'csrf', `missing or wrong CSRF token; reload the ${this.kind.name === 'console' ? 'console' : 'page'}`);
     }
   }
 }

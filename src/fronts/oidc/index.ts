@@ -11,6 +11,9 @@ import { idDigest } from './adapter.js';
 import type { OidcClients } from './clients.js';
 import { ACR_APPROVED, WEAKER_THAN_ASKED, acceptedAcrs, clientPolicy, createProvider, derivedKey, loginFor, satisfies } from './provider.js';
 import { errorPage, factorPage, loginPage } from './pages.js';
+import { passkeyRoutes } from './passkey.js';
+import { enrolAtSignIn } from './enrol.js';
+import { recoveryStep } from './recovery.js';
 
 /** What we remember of an interaction between its steps. */
 interface Step {
@@ -105,12 +108,45 @@ export function mountOidc(app: Express, ctx: AppContext, clients: OidcClients) {
         secondsLeft: Math.max(0, Math.ceil((c.deadline - ctx.clock.now()) / 1000)),
         noPush: step.noPush,
         error,
+        recovery: await ctx.recovery.has(step.user),
+        passkey: c.factors.includes('passkey')
+          ? { optionsAction: `${base}/${uid}/passkey/options`, action: `${base}/${uid}/passkey`, csrf: csrfFor(uid), nonce: n, label: 'Use a passkey' }
+          : undefined,
       }),
     );
   };
+  /** "Sign in with a passkey" on the first page, when passwordless sign-in is on. */
+  const passwordlessButton = (uid: string, n: string) =>
+    ctx.config.passkeys.enabled && ctx.config.passkeys.passwordless
+      ? { optionsAction: `${base}/${uid}/passwordless/options`, action: `${base}/${uid}/passwordless`, csrf: csrfFor(uid), nonce: n, label: 'Sign in with a passkey' }
+      : undefined;
 
   const router = express.Router();
+  // Enrolment at first sign-in (enrol.ts): its own routes; the password step hands over to it.
+  const enrolStep = enrolAtSignIn(router, {
+    ctx, base, csrfFor, checkCsrf,
+    uidOf: async (req, res) => (await details(req, res)).uid,
+    approved: async (req, res, c, user) => approved(req, res, await details(req, res), c, user),
+    deny,
+  });
+  // A recovery code instead of the phone (recovery.ts), linked from the second step.
+  recoveryStep(router, {
+    ctx, base, csrfFor, checkCsrf, nonce, stepOf,
+    uidOf: async (req, res) => (await details(req, res)).uid,
+    approved: async (req, res, c, user) => approved(req, res, await details(req, res), c, user),
+    deny,
+  });
   const form = express.urlencoded({ extended: false, limit: '8kb', parameterLimit: 10 });
+  passkeyRoutes(router, {
+    ctx, form, checkCsrf, details, stepOf, approved, deny, renderFactor,
+    policyOf: async (d) => clientPolicy(await clientOf(d)),
+    renderLogin: async (_req, res, d, error, status) => {
+      const n = nonce(res);
+      res.status(status).type('html').send(
+        loginPage({ action: `${base}/${d.uid}/login`, csrf: csrfFor(d.uid), client: await clientName(d.params.client_id), error, nonce: n, passkey: passwordlessButton(d.uid, n) }),
+      );
+    },
+  });
 
   router.get('/:uid', async (req, res) => {
     const d = await details(req, res);
@@ -123,7 +159,7 @@ export function mountOidc(app: Express, ctx: AppContext, clients: OidcClients) {
       return renderFactor(res, d.uid, step, c);
     }
     const n = nonce(res);
-    res.type('html').send(loginPage({ action: `${base}/${d.uid}/login`, csrf: csrfFor(d.uid), client: await clientName(d.params.client_id), nonce: n }));
+    res.type('html').send(loginPage({ action: `${base}/${d.uid}/login`, csrf: csrfFor(d.uid), client: await clientName(d.params.client_id), nonce: n, passkey: passwordlessButton(d.uid, n) }));
   });
 
   router.post('/:uid/login', form, async (req, res) => {
@@ -134,7 +170,7 @@ export function mountOidc(app: Express, ctx: AppContext, clients: OidcClients) {
     const again = async (error: string, status: number) => {
       const n = nonce(res);
       res.status(status).type('html').send(
-        loginPage({ action: `${base}/${d.uid}/login`, csrf: csrfFor(d.uid), client: await clientName(d.params.client_id), error, user, nonce: n }),
+        loginPage({ action: `${base}/${d.uid}/login`, csrf: csrfFor(d.uid), client: await clientName(d.params.client_id), error, user, nonce: n, passkey: passwordlessButton(d.uid, n) }),
       );
     };
     if (!user || user.length > 128 || password.length > 1024) return again('Enter your user name and password.', 400);
@@ -166,12 +202,17 @@ export function mountOidc(app: Express, ctx: AppContext, clients: OidcClients) {
         name,
         null,
         { front: 'oidc', client: String(d.params.client_id), ip: req.ip, userAgent: req.get('user-agent') },
-        { policy: clientPolicy(await clientOf(d)) },
+        { policy: clientPolicy(await clientOf(d)), webauthn: true },
       );
       c = opened.challenge;
       // The password was right: from here on the user may know why their phone stays quiet.
       if (opened.pushNotSent) noPush = whyNoPush(opened.pushNotSent, ctx.clock.now());
     } catch (err) {
+      if (err instanceof CountersignError && err.code === 'no_second_factor') {
+        const next = await enrolStep.offer(d.uid, name, String(d.params.client_id), clientPolicy(await clientOf(d)), req.ip);
+        if (next && 'redirect' in next) return res.redirect(303, next.redirect);
+        if (next) return deny(req, res, next.refuse);
+      }
       if (err instanceof CountersignError && err.status < 500) return deny(req, res, err.message);
       throw err;
     }

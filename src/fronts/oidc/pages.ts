@@ -4,6 +4,8 @@
  * the push answer, allowed by a per-response CSP nonce.
  */
 
+import { PASSKEY_STYLE, passkeySection, type PasskeyButton } from './passkey-pages.js';
+
 const esc = (s: unknown) =>
   String(s ?? '').replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
 
@@ -17,7 +19,7 @@ input{width:100%;padding:.7rem;font-size:1rem;border:1px solid var(--muted);bord
 input:focus,button:focus,a:focus{outline:3px solid var(--accent);outline-offset:2px}
 button{margin-top:1.25rem;width:100%;padding:.75rem;font-size:1rem;font-weight:600;border:0;border-radius:8px;background:var(--accent);color:#fff;cursor:pointer}
 .code{font:700 2.4rem/1 ui-monospace,monospace;letter-spacing:.2em;text-align:center;margin:1rem 0}
-.err{color:var(--err);font-weight:600}.note{border-left:4px solid var(--accent);padding:.25rem 0 .25rem .75rem}.muted{color:var(--muted);font-size:.9rem}.or{text-align:center;color:var(--muted);margin:1.5rem 0 0}
+.err{color:var(--err);font-weight:600}.note{border-left:4px solid var(--accent);padding:.25rem 0 .25rem .75rem}.muted{color:var(--muted);font-size:.9rem}.or{text-align:center;color:var(--muted);margin:1.5rem 0 0}.qr{text-align:center}h1.sub{font-size:1.1rem}
 a{color:var(--accent)}`;
 
 export function layout(title: string, body: string, nonce: string): string {
@@ -26,8 +28,8 @@ export function layout(title: string, body: string, nonce: string): string {
 <body><main>${body}</main></body></html>`;
 }
 
-export function loginPage(o: { action: string; csrf: string; client: string; error?: string; user?: string; nonce: string }): string {
-  return layout(
+export function loginPage(o: { action: string; csrf: string; client: string; error?: string; user?: string; nonce: string; passkey?: PasskeyButton }): string {
+  const page = layout(
     'Sign in',
     `<h1>Sign in</h1><p class="muted">to ${esc(o.client)}</p>
 ${o.error ? `<p class="err" role="alert">${esc(o.error)}</p>` : ''}
@@ -35,9 +37,10 @@ ${o.error ? `<p class="err" role="alert">${esc(o.error)}</p>` : ''}
 <input type="hidden" name="csrf" value="${esc(o.csrf)}">
 <label for="user">User name</label><input id="user" name="user" autocomplete="username" required maxlength="128" value="${esc(o.user)}" autofocus>
 <label for="password">Password</label><input id="password" name="password" type="password" autocomplete="current-password" required maxlength="1024">
-<button type="submit">Continue</button></form>`,
+<button type="submit">Continue</button></form>${o.passkey ? `<p class="or">or</p>${passkeySection(o.passkey)}` : ''}`,
     o.nonce,
   );
+  return o.passkey ? page.replace('</style>', `${PASSKEY_STYLE}</style>`) : page;
 }
 
 export interface FactorView {
@@ -52,6 +55,10 @@ export interface FactorView {
   /** Why the user's push was not sent (rate limit, lock, no phone); shown instead of silence. */
   noPush?: string;
   error?: string;
+  /** The user has a passkey: "Use a passkey" beside push and code. */
+  passkey?: PasskeyButton;
+  /** The user has recovery codes left: a link to use one (recovery.ts). */
+  recovery?: boolean;
 }
 
 /** The second step: the push, with the same ID the phone shows, and/or a code field. */
@@ -65,7 +72,7 @@ ${v.number ? `<p>Then type this number on your phone: <strong class="code" id="m
     : '';
   const noPush = !v.push && v.noPush ? `<p class="note" id="no-push" role="status">${esc(v.noPush)}</p>` : '';
   const otp = v.otp
-    ? `<section aria-labelledby="otp-h">${v.push ? '<p class="or">or</p>' : ''}<h1 id="otp-h"${v.push ? ' style="font-size:1.1rem"' : ''}>Enter your one-time code</h1>
+    ? `<section aria-labelledby="otp-h">${v.push ? '<p class="or">or</p>' : ''}<h1 id="otp-h"${v.push ? ' class="sub"' : ''}>Enter your one-time code</h1>
 ${v.error ? `<p class="err" role="alert">${esc(v.error)}</p>` : ''}
 <form method="post" action="${esc(v.base)}/otp" id="otp-form"><input type="hidden" name="csrf" value="${esc(v.csrf)}">
 <label for="code">Code from your authenticator app</label>
@@ -90,7 +97,9 @@ es.onerror=function(){s.textContent='Connection lost; reload the page to keep wa
 var o=document.querySelector('form[action$="/otp"]');if(o){o.addEventListener('submit',function(){es.close();clearInterval(t)})}})();
 </script>`
     : '';
-  return layout('Confirm sign-in', `${push}${noPush}${otp}${script}<p class="muted"><a href="${esc(v.base)}/abort">Cancel this sign-in</a></p>`, v.nonce);
+  const passkey = v.passkey ? `${v.push || v.otp ? '<p class="or">or</p>' : ''}${passkeySection(v.passkey)}` : '';
+  const page = layout('Confirm sign-in', `${push}${noPush}${otp}${passkey}${script}${v.recovery ? `<p class="muted"><a href="${esc(v.base)}/recovery">Lost your phone? Use a recovery code</a></p>` : ''}<p class="muted"><a href="${esc(v.base)}/abort">Cancel this sign-in</a></p>`, v.nonce);
+  return v.passkey ? page.replace('</style>', `${PASSKEY_STYLE}</style>`) : page;
 }
 
 export function errorPage(title: string, message: string, nonce: string): string {

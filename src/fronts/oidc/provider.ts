@@ -15,9 +15,15 @@ export const ACR_MFA = 'urn:countersign:mfa';
 /** Password, then an administrator approved the login by hand: a second step, but not the user's own factor. */
 export const ACR_APPROVED = 'urn:countersign:approved';
 
-/** RFC 8176 method values for what the user did. */
+/**
+ * RFC 8176 method values for what the user did. A passkey is hwk (bound to one authenticator)
+ * or swk (synced), always with user verification (user); passwordless has no pwd, and the
+ * passkey with user verification is the two factors (mfa).
+ */
 export const amrFor = (method: string | undefined): string[] =>
-  method === 'otp' ? ['pwd', 'otp', 'mfa'] : method === 'push' ? ['pwd', 'swk', 'mfa'] : ['pwd'];
+  /^(passkey|passwordless)-(hwk|swk)$/.test(method ?? '')
+    ? [...(method!.startsWith('passkey-') ? ['pwd'] : []), method!.slice(-3), 'user', 'mfa']
+    : method === 'otp' ? ['pwd', 'otp', 'mfa'] : method === 'push' ? ['pwd', 'swk', 'mfa'] : method === 'recovery' ? ['pwd', 'otp', 'mfa'] : ['pwd'];
 
 /** The login an approved challenge stands for; acr follows from what was actually done. */
 export function loginFor(method: string | undefined): { amr: string[]; acr: string } {
@@ -27,8 +33,20 @@ export function loginFor(method: string | undefined): { amr: string[]; acr: stri
 
 /** A relying party's group policy, from its metadata (countersign_allow_groups, _mfa_groups, _no_factor). */
 export function clientPolicy(client: unknown): AccessPolicy {
-  const c = (client ?? {}) as { countersign_allow_groups?: string[]; countersign_mfa_groups?: string[]; countersign_no_factor?: 'deny' | 'allow' };
-  return { allowGroups: c.countersign_allow_groups, mfaGroups: c.countersign_mfa_groups, noFactor: c.countersign_no_factor };
+  const c = (client ?? {}) as {
+    countersign_allow_groups?: string[];
+    countersign_mfa_groups?: string[];
+    countersign_no_factor?: 'deny' | 'allow';
+    countersign_enrol_at_sign_in?: 'off' | 'on';
+    countersign_enrol_groups?: string[];
+  };
+  return {
+    allowGroups: c.countersign_allow_groups,
+    mfaGroups: c.countersign_mfa_groups,
+    noFactor: c.countersign_no_factor,
+    enrolAtSignIn: c.countersign_enrol_at_sign_in,
+    enrolGroups: c.countersign_enrol_groups,
+  };
 }
 
 /**
@@ -156,13 +174,16 @@ export async function createProvider(ctx: AppContext, clients: OidcClients, issu
       email: ['email'],
     },
     extraClientMetadata: {
-      properties: ['countersign_no_factor', 'countersign_allow_groups', 'countersign_mfa_groups'],
+      properties: ['countersign_no_factor', 'countersign_allow_groups', 'countersign_mfa_groups', 'countersign_enrol_at_sign_in', 'countersign_enrol_groups'],
       validator(_ctx, key, value) {
         if (key === 'countersign_no_factor' && value !== undefined && value !== 'deny' && value !== 'allow') {
           throw new errors.InvalidClientMetadata('countersign_no_factor must be "deny" or "allow"');
         }
+        if (key === 'countersign_enrol_at_sign_in' && value !== undefined && value !== 'off' && value !== 'on') {
+          throw new errors.InvalidClientMetadata('countersign_enrol_at_sign_in must be "off" or "on"');
+        }
         if (
-          (key === 'countersign_allow_groups' || key === 'countersign_mfa_groups') &&
+          (key === 'countersign_allow_groups' || key === 'countersign_mfa_groups' || key === 'countersign_enrol_groups') &&
           value !== undefined &&
           !(Array.isArray(value) && value.every((g) => typeof g === 'string' && g.length > 0 && g.length <= 256))
         ) {

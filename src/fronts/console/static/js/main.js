@@ -12,6 +12,8 @@ import { startLive, stopLive } from './live.js';
 import { loadClients } from './clients.js';
 import { forgetDirectories, loadDirectories } from './directories.js';
 import { loadAudit } from './audit.js';
+import { initPasskeySignin, offerPasskeyFactor } from './passkeys.js';
+import './invite.js';
 
 // ── routing ──
 
@@ -195,6 +197,7 @@ function beginSecondStep(user, r) {
   $('si-number').textContent = r.number || '';
   show($('si-or'), push && otp);
   show($('si-otp-form'), otp);
+  offerPasskeyFactor(r.factors.includes('passkey'));
   const tick = () => {
     const left = Math.max(0, Math.round((signin.deadline - Date.now()) / 1000));
     $('si-deadline').textContent = `This sign-in expires in ${Math.floor(left / 60)}:${String(left % 60).padStart(2, '0')}.`;
@@ -276,6 +279,8 @@ $('si-otp-form').addEventListener('submit', async (e) => {
     if (btn) btn.disabled = false;
   }
 });
+
+initPasskeySignin({ signedIn: enterApp, approved: () => signin && finishSignin(signin), message: (text) => signinMessage(text) });
 
 $('si-cancel').addEventListener('click', () => {
   resetSignin();

@@ -6,6 +6,7 @@ import { $, badge, clear, confirmDialog, el, promptRename, show, toast } from '.
 import { accountState, factorName, fmtAgo, fmtDateTime, fmtTime } from './format.js';
 import { act, api, ApiError, enc, showError, userPath } from './api.js';
 import { current, session } from './state.js';
+import { loadPasskeys } from './passkeys.js';
 
 const detail = { name: null, user: null, devices: [] };
 
@@ -25,6 +26,7 @@ export async function loadUser(name) {
     detail.user = u;
     detail.devices = d.devices;
     renderUser();
+    void loadPasskeys(name);
   } catch (err) {
     if (err instanceof ApiError && err.status === 401) return;
     if (err instanceof ApiError && err.status === 404) {

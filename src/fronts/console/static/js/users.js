@@ -27,6 +27,9 @@ const users = {
 let groupsOffered = false;
 
 /** A new sign-in starts with nothing selected, and asks again which directories there are. */
+/** The selected user names, in order (the invite buttons read them). */
+export const selectedUsers = () => [...users.selected].sort();
+
 export const clearSelection = () => {
   users.selected.clear();
   groupsOffered = false;
