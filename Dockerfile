@@ -18,9 +18,10 @@ WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 COPY --from=build /app/dist ./dist
-# The console's and the web app's static files are not compiled; they sit beside the compiled modules.
+# The console's, the portal's and the web app's static files are not compiled; they sit beside the compiled modules.
 COPY src/fronts/console/static ./dist/src/fronts/console/static
 COPY src/fronts/app/static ./dist/src/fronts/app/static
+COPY src/fronts/account/static ./dist/src/fronts/account/static
 COPY bin ./bin
 # The one place the server may write (the uid is the base image's node user).
 RUN mkdir -p /var/lib/countersign && chown 1000:1000 /var/lib/countersign

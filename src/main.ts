@@ -1,8 +1,8 @@
 import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { isIP, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { hkdfSync, randomBytes } from 'node:crypto';
 import { pino, type Logger } from 'pino';
 import createLocalDirectory from '../plugins/directory-local/index.js';
 import createLdapDirectory from '../plugins/directory-ldap/index.js';
@@ -11,6 +11,12 @@ import createFcmTransport from '../plugins/push-fcm/index.js';
 import createApnsTransport from '../plugins/push-apns/index.js';
 import createWebPushTransport, { storedVapidKeys, type WebPushTransport } from '../plugins/push-webpush/index.js';
 import { Audit } from './core/audit.js';
+import createSmtpMailer from '../plugins/mail-smtp/index.js';
+import { Invitations } from './core/invitations.js';
+import { LogMailer, NoMailer, type Mailer } from './core/mail.js';
+import { OtpEnrolments } from './core/otp-enrolment.js';
+import { RecoveryCodes } from './core/recovery.js';
+import { mountAccount } from './fronts/account/index.js';
 import { StoreUnavailableError } from './core/errors.js';
 import { systemClock, type Clock } from './core/clock.js';
 import { DeviceService } from './core/devices.js';
@@ -18,6 +24,8 @@ import { ChallengeEngine } from './core/engine.js';
 import type { Platform, PushTransport } from './core/push.js';
 import { PushService } from './core/push-service.js';
 import { LoginService } from './core/login.js';
+import { Passkeys } from './core/passkeys.js';
+import { mountWebauthn } from './fronts/webauthn/index.js';
 import { OtpChecker } from './core/otp-check.js';
 import { SecretBox } from './core/secretbox.js';
 import { UserService } from './core/users.js';
@@ -55,6 +63,8 @@ export interface Running {
   radiusPort?: number;
   /** The UDP port for RADIUS accounting and Status-Server, when accounting is on. */
   radiusAccountingPort?: number;
+  /** The TCP port RadSec (RADIUS over TLS) listens on, when radius.radsec is enabled. */
+  radsecPort?: number;
   adminToken: string;
   ctx: AppContext;
   /** The fronts' client registries (RADIUS clients, relying parties, bridge credentials). */
@@ -117,6 +127,10 @@ function configuredTransports(config: Config, store: Store, box: SecretBox, log:
   }
   return t;
 }
+
+/** A key for one purpose, derived from the secret key (HKDF), so no two purposes share one. */
+const derivedSecret = (secretKey: string, label: string) =>
+  Buffer.from(hkdfSync('sha256', Buffer.from(secretKey, 'base64'), Buffer.alloc(0), label, 32));
 
 /** Reads a secret kept in the data dir, creating it on first start (development only). */
 function devSecret(config: Config, file: string, make: () => string, log: Logger, what: string): string {
@@ -213,12 +227,38 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     },
   );
   const login = new LoginService(engine, users, otp, directory, push, config.policy);
+  const passkeys = new Passkeys(store, clock, {
+    rpName: config.passkeys.rpName,
+    publicUrl: config.http.publicUrl ?? '',
+    userHandleKey: derivedSecret(secretKey, 'passkey-user-handle'),
+  });
+  if (config.passkeys.enabled) login.usePasskeys(passkeys);
   const metrics = new Metrics(engine, push);
-  const radiusClients = new RadiusClients(store, box, config.radius.clients);
+  const radiusClients = new RadiusClients(store, box, config.radius.clients, config.radius.upstreams.map((u) => u.name));
   const oidcClients = new OidcClients(store, box, config.oidc.clients);
   const registries: Registries = { radiusClients, oidcClients, bridgeCredentials: new BridgeCredentials(store) };
+  // Development without SMTP logs each invitation's link; production never puts a live link in a log.
+  const mailer: Mailer = config.mail.smtp
+    ? createSmtpMailer({ ...config.mail.smtp, from: config.mail.from })
+    : config.mode === 'production'
+      ? new NoMailer()
+      : new LogMailer(log.child({ component: 'mail' }));
+  if (!config.mail.smtp && config.mode === 'production') log.warn('mail.smtp is not set: invitations cannot be sent');
+  const invitations = new Invitations(store, clock, mailer, {
+    ttlMs: config.invitations.ttlSeconds * 1000,
+    publicUrl: () => devices.publicUrl,
+    issuer: config.otp.issuer,
+    templates: config.mail.templates,
+  });
+  const recovery = new RecoveryCodes(store, derivedSecret(secretKey, 'recovery-codes'), clock);
+  const otpEnrolments = new OtpEnrolments(store, box, clock, {
+    issuer: config.otp.issuer,
+    totpWindow: config.otp.totpWindow,
+    defaults: { type: 'totp', algorithm: config.otp.algorithm, digits: config.otp.digits, period: config.otp.period },
+  });
   const ctx: AppContext = {
     config, log, clock, store, box, engine, users, otp, audit, directory, login, devices, push, metrics, webPush,
+    recovery, otpEnrolments, invitations, passkeys,
     fronts: { http: 'starting', ...(config.oidc.enabled ? { oidc: 'starting' } : {}), ...(config.radius.enabled ? { radius: 'starting' } : {}) },
   };
 
@@ -226,6 +266,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   engine.on('error', (err) => log.error({ err }, 'engine background task failed'));
   login.on('otpFailure', (reason) => metrics.otpFailures.inc({ reason }));
   login.on('pushFailed', (err) => log.error({ err }, 'push dispatch failed'));
+  passkeys.on('failure', (reason) => metrics.passkeyFailures.inc({ reason }));
 
   // Redis may be down at start: serve anyway (readyz says not ready, logins are denied).
   // A Redis Cluster client refuses commands until it has the slot map: give it a moment.
@@ -245,6 +286,8 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     const sessions = new ConsoleSessions(store);
     mountAdminApi(a, ctx, adminToken, sessions, registries);
     mountConsole(a, ctx, sessions);
+    mountWebauthn(a); // /webauthn.js, the passkey ceremonies' browser module
+    if (config.account.enabled) mountAccount(a, ctx);
     deviceApi = mountDeviceApi(a, ctx);
     mountApp(a, ctx); // the web authenticator (/app/), on the device API
     if (config.bridge.enabled) mountBridgeApi(a, ctx, registries.bridgeCredentials);
@@ -276,10 +319,16 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
   const url = `http://${host === '0.0.0.0' || host === '[::]' ? '127.0.0.1' : host}:${addr.port}`;
   devices.publicUrl ||= url;
+  passkeys.publicUrl ||= url;
+  if (config.passkeys.enabled && isIP(passkeys.rpID.replace(/^\[|\]$/g, ''))) {
+    // Browsers refuse an IP address as a WebAuthn relying party ID.
+    log.warn({ publicUrl: passkeys.publicUrl }, 'passkeys need http.publicUrl with a host name (e.g. http://localhost:PORT in development); they cannot be used on an IP address');
+  }
 
   let radius: RadiusFront | undefined;
   let radiusPort: number | undefined;
   let radiusAccountingPort: number | undefined;
+  let radsecPort: number | undefined;
   let closing: Promise<void> | undefined;
   let stopSync = () => {};
   const close = () =>
@@ -294,6 +343,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       await done;
       clearTimeout(force);
       await Promise.all(transports.map((t) => t.close().catch(() => {})));
+      await mailer.close().catch(() => {});
       stopSync();
       await directory.close();
       await store.close();
@@ -340,8 +390,19 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
           );
         }
       }
+      if (radius.radsec) {
+        const { host, port } = config.radius.radsec;
+        try {
+          radsecPort = (await radius.radsec.listen(host, port)).port;
+        } catch (err) {
+          const e = err as NodeJS.ErrnoException;
+          throw new StartError(
+            `cannot listen for RadSec on ${host}:${port}: ${e.code === 'EADDRINUSE' ? 'the port is in use' : e.message} (set radius.radsec.port, COUNTERSIGN_RADIUS_RADSEC_PORT, or radius.radsec.enabled false)`,
+          );
+        }
+      }
       ctx.fronts.radius = 'up';
-      log.info({ host: config.radius.host, port: radiusPort, accountingPort: radiusAccountingPort, clients: radiusClients.list().map((c) => c.name) }, 'radius listening');
+      log.info({ host: config.radius.host, port: radiusPort, accountingPort: radiusAccountingPort, radsecPort, clients: radiusClients.list().map((c) => c.name) }, 'radius listening');
     }
     if (config.mode === 'production') {
       // Only a store that answers can be checked; a new version never seeds one that is shared.
@@ -362,5 +423,5 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   log.info({ url, store: store.kind, mode: config.mode, push: transports.map((t) => t.platform), fronts: ctx.fronts }, 'countersign listening');
 
   const issuer = oidc?.provider?.issuer;
-  return { url, issuer, radiusPort, radiusAccountingPort, adminToken, ctx, registries, close };
+  return { url, issuer, radiusPort, radiusAccountingPort, radsecPort, adminToken, ctx, registries, close };
 }

@@ -30,6 +30,7 @@ Users (talk to a running server: COUNTERSIGN_URL, COUNTERSIGN_ADMIN_TOKEN):
 RADIUS clients (NASes):
   countersign radius-client add NAME --address CIDR --secret-stdin [--mode push-wait|append|challenge]
                                      [--second-factor-only] [--no-message-authenticator] [--delimiter C]
+                                     [--upstream NAME]  (first factor by radius.upstreams NAME)
   countersign radius-client list
   countersign radius-client delete NAME
 
@@ -50,6 +51,10 @@ Windows logon bridge:
 Directories (Active Directory, LDAP, the local one):
   countersign directory list                 reachable or not, realms, last sync
   countersign directory sync NAME            records for every user now; users gone from the directory are marked removed
+
+Invitations (an e-mailed, single-use link to the self-service portal, /account/):
+  countersign invite NAME...                 one line per user as it is sent (sent to ADDRESS, or why not)
+  countersign invite --group G [--directory D]   every member of a directory group (nested)
 
 Push enrolment:
   countersign enrol NAME                     one-time enrolment link (10 minutes) as a URI and a QR code, and the web app's link
@@ -156,6 +161,7 @@ export async function main(argv: string[], loadServer: LoadServer): Promise<numb
       'second-factor-only': { type: 'boolean' },
       'no-message-authenticator': { type: 'boolean' },
       delimiter: { type: 'string' },
+      upstream: { type: 'string' },
       'redirect-uri': { type: 'string', multiple: true },
       'no-factor': { type: 'string' },
       public: { type: 'boolean' },
@@ -343,8 +349,9 @@ export async function main(argv: string[], loadServer: LoadServer): Promise<numb
           ...(o['second-factor-only'] ? { secondFactorOnly: true } : {}),
           ...(o['no-message-authenticator'] ? { requireMessageAuthenticator: false } : {}),
           ...(o.delimiter !== undefined ? { appendDelimiter: o.delimiter } : {}),
+          ...(o.upstream !== undefined ? { upstream: o.upstream } : {}),
         });
-        show(c, () => `added RADIUS client ${c.name} (${c.address}, ${c.mode}${c.secondFactorOnly ? ', second factor only' : ''})`);
+        show(c, () => `added RADIUS client ${c.name} (${c.address}, ${c.mode}${c.secondFactorOnly ? ', second factor only' : ''}${c.upstream ? `, first factor by upstream ${c.upstream}` : ''})`);
         // One line on standard error (--json output stays one document): a client whose requests
         // are all dropped looks like a dead server from the NAS, so say so now.
         process.stderr.write(
@@ -360,7 +367,7 @@ export async function main(argv: string[], loadServer: LoadServer): Promise<numb
           r.clients
             .map(
               (c: any) =>
-                `${c.name}  ${c.address}  ${c.mode}${c.secondFactorOnly ? ' second-factor-only' : ''}${c.requireMessageAuthenticator ? '' : ' NO-MESSAGE-AUTHENTICATOR'}  (${c.source})`,
+                `${c.name}  ${c.address}  ${c.mode}${c.secondFactorOnly ? ' second-factor-only' : ''}${c.upstream ? ` upstream:${c.upstream}` : ''}${c.requireMessageAuthenticator ? '' : ' NO-MESSAGE-AUTHENTICATOR'}  (${c.source})`,
             )
             .join('\n') || 'no RADIUS clients',
         );
@@ -437,6 +444,24 @@ export async function main(argv: string[], loadServer: LoadServer): Promise<numb
       if (link.appUrl) out(`Or open the web app: ${link.appUrl}`);
     }
     return 0;
+  }
+  if (cmd === 'invite') {
+    const names = [sub, ...args].filter((n): n is string => Boolean(n));
+    if (o.group ? names.length : !names.length) throw new CliError('give user names or --group G (not both); see countersign --help');
+    // A list goes in batches, so a long one shows progress; a group is resolved by the server.
+    const batches = o.group ? [null] : Array.from({ length: Math.ceil(names.length / 20) }, (_, i) => names.slice(i * 20, i * 20 + 20));
+    const results: any[] = [];
+    for (const batch of batches) {
+      const r = await api.call('POST', '/invitations', batch ? { users: batch } : { group: o.group, ...(o.directory ? { directory: o.directory } : {}) });
+      for (const x of r.results) {
+        results.push(x);
+        if (!o.json) out(`${x.name}: ${x.ok ? `sent to ${x.email}` : x.error}${batch ? `  (${results.length}/${names.length})` : ''}`);
+      }
+    }
+    const failed = results.filter((x) => !x.ok).length;
+    if (o.json) show({ results, sent: results.length - failed, failed }, () => '');
+    else out(`invited ${results.length - failed} user(s)${failed ? `, ${failed} failed` : ''}`);
+    return failed ? 1 : 0;
   }
   if (cmd === 'otp' && sub === 'verify') {
     need(2, 'USER CODE');

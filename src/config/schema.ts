@@ -25,8 +25,27 @@ export const policySchema = z
     mfaGroups: z.array(z.string().min(1)).optional(),
     /** Users who need a second factor but have none enrolled: refused (deny) or let in on the first (allow). */
     noFactor: z.enum(['deny', 'allow']).optional(),
+    /** A user with no factor yet may enrol one while signing in through OpenID Connect (on), or is refused (off, the default). */
+    enrolAtSignIn: z.enum(['off', 'on']).optional(),
+    /** Only members of one of these groups may enrol at sign-in (empty or absent: everyone the policy lets in). */
+    enrolGroups: z.array(z.string().min(1)).optional(),
+    /** Enrolment at sign-in is offered this many days after the user's record was made (default 14). */
+    enrolGraceDays: z.number().int().min(0).max(3650).optional(),
+    /** …and for at most this many sign-ins without a factor (default 5). */
+    enrolGraceSignIns: z.number().int().min(0).max(1000).optional(),
   })
   .strict();
+
+/** How a RadSec client's certificate is recognised: by its SHA-256 fingerprint, or by a name in it. */
+export const radsecClientSchema = z
+  .object({
+    /** "sha256:" and the hex SHA-256 of the DER certificate (colons allowed), as `openssl x509 -noout -fingerprint -sha256` prints it. */
+    fingerprints: z.array(z.string().regex(/^sha256:([0-9A-Fa-f]{2}:?){31}[0-9A-Fa-f]{2}$/, 'a fingerprint is sha256: and 64 hex digits')).default([]),
+    /** Exact names (case-insensitive) matched against the certificate's subject CN and its DNS subjectAltNames. */
+    names: z.array(z.string().min(1).max(253)).default([]),
+  })
+  .strict()
+  .refine((r) => r.fingerprints.length + r.names.length > 0, 'a RadSec client needs at least one certificate fingerprint or name');
 
 /** A NAS (VPN concentrator, firewall, proxy) allowed to send Access-Requests. */
 export const radiusClientSchema = z
@@ -37,7 +56,8 @@ export const radiusClientSchema = z
       const problem = addressBlockProblem(v);
       if (problem) c.addIssue({ code: 'custom', message: problem });
     }),
-    secret: z.string().min(8, 'a RADIUS shared secret must be at least 8 characters').max(128),
+    /** The UDP shared secret; a RadSec client (radsec below) needs none: RadSec's is "radsec" (RFC 6614). */
+    secret: z.string().max(128).default(''),
     mode: z.enum(['push-wait', 'append', 'challenge']).default('push-wait'),
     /** The NAS checked the password already; the password field carries the OTP, or is empty/"push". */
     secondFactorOnly: z.boolean().default(false),
@@ -49,10 +69,45 @@ export const radiusClientSchema = z
     acceptAttributes: z.array(replyAttribute).default([]),
     /** Group policy for this NAS, over the default. */
     policy: policySchema.optional(),
+    /** The name of a radius.upstreams entry that checks the first factor (PAP, CHAP, MS-CHAP) instead of the directories. */
+    upstream: z.string().min(1).optional(),
+    /**
+     * A RadSec client (RADIUS over TLS, radius.radsec): identified by its certificate, which must
+     * chain to radius.radsec.caFile and match one of these, from a source inside `address`. Such a
+     * client is matched on the RadSec listener only, never for UDP.
+     */
+    radsec: radsecClientSchema.optional(),
+  })
+  .strict()
+  .refine((c) => c.radsec !== undefined || c.secret.length >= 8, { message: 'a RADIUS shared secret must be at least 8 characters', path: ['secret'] })
+  .refine((c) => !(c.upstream && c.secondFactorOnly), {
+    message: 'a client with secondFactorOnly checks no first factor, so it cannot name an upstream',
+    path: ['upstream'],
+  });
+
+export type RadiusClientConfig = z.infer<typeof radiusClientSchema>;
+
+/**
+ * An upstream RADIUS server (Windows NPS, FreeRADIUS) that checks the first factor for the
+ * clients naming it: Countersign forwards the credentials, then runs the second factor.
+ */
+export const radiusUpstreamSchema = z
+  .object({
+    name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'an upstream name is 1-64 letters, digits, . _ -'),
+    /** An IP address: answers are matched to the address they come from. */
+    host: z.string().refine((h) => isIP(h) !== 0, 'the upstream host is an IPv4 or IPv6 address'),
+    port: port.default(1812),
+    secret: z.string().min(8, 'a RADIUS shared secret must be at least 8 characters').max(128),
+    /** How long to wait for an answer before sending the request again. */
+    timeoutMs: z.number().int().min(100).max(30_000).default(3000),
+    /** Retransmissions after the first send (the same packet, RFC 5080). */
+    retries: z.number().int().min(0).max(5).default(2),
+    /** Answers without a valid Message-Authenticator are ignored (BlastRADIUS); off only for old servers. */
+    requireMessageAuthenticator: z.boolean().default(true),
   })
   .strict();
 
-export type RadiusClientConfig = z.infer<typeof radiusClientSchema>;
+export type RadiusUpstreamConfig = z.infer<typeof radiusUpstreamSchema>;
 
 const realms = z.array(z.string().min(1).max(253)).default([]).describe('DNS suffixes (user@corp.example.org) and NetBIOS names (CORP\\user) this directory answers for');
 
@@ -96,6 +151,34 @@ export const directorySchema = z.discriminatedUnion('kind', [localDirectorySchem
 export type LdapDirectoryConfig = z.infer<typeof ldapDirectorySchema>;
 export type DirectoryConfig = z.infer<typeof directorySchema>;
 
+/**
+ * Upstream names are unique, every client's upstream exists, and an upstream answers (all
+ * retransmissions included) within the lease that keeps a NAS's retransmits from starting over.
+ */
+function checkUpstreams(
+  r: { clients: RadiusClientConfig[]; upstreams: RadiusUpstreamConfig[]; processingLeaseSeconds: number },
+  ctx: z.RefinementCtx,
+): void {
+  const names = new Set<string>();
+  r.upstreams.forEach((u, i) => {
+    if (names.has(u.name)) ctx.addIssue({ code: 'custom', path: ['upstreams', i, 'name'], message: `upstream '${u.name}' is defined twice` });
+    names.add(u.name);
+    if (u.timeoutMs * (u.retries + 1) >= r.processingLeaseSeconds * 1000) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['upstreams', i, 'timeoutMs'],
+        message: `timeoutMs × (retries + 1) must be below radius.processingLeaseSeconds (${r.processingLeaseSeconds} s)`,
+      });
+    }
+  });
+  r.clients.forEach((c, i) => {
+    if (c.upstream !== undefined && !names.has(c.upstream)) {
+      const known = [...names].join(', ') || 'none is defined';
+      ctx.addIssue({ code: 'custom', path: ['clients', i, 'upstream'], message: `client '${c.name}' names upstream '${c.upstream}', which radius.upstreams does not define (${known})` });
+    }
+  });
+}
+
 /** Every setting with its default. README's configuration reference mirrors this file. */
 export const configSchema = z.object({
   /** production refuses to start without a secret key and an admin token. */
@@ -127,6 +210,8 @@ export const configSchema = z.object({
       /** UDP port for Accounting-Request and Status-Server (0 = any free port). */
       accountingPort: port.default(1813),
       clients: z.array(radiusClientSchema).default([]),
+      /** Upstream RADIUS servers that check the first factor for the clients naming them (radius.clients[].upstream). */
+      upstreams: z.array(radiusUpstreamSchema).default([]),
       /** Attributes added to Access-Accepts per user name, e.g. { "alice": [["Filter-Id", "admins"]] }. */
       userAttributes: z.record(z.string(), z.array(replyAttribute)).default({}),
       /** How long answers stay cached for retransmits (RFC 5080). */
@@ -137,7 +222,32 @@ export const configSchema = z.object({
        * no longer holds the NAS up: the next retransmit starts over wherever it lands.
        */
       processingLeaseSeconds: z.number().int().min(1).max(600).default(30),
+      /** RadSec (RFC 6614): RADIUS over TLS with mutual certificates, for clients with a radsec part. */
+      radsec: z
+        .object({
+          enabled: z.boolean().default(false),
+          host: z.string().default('::'),
+          port: port.default(2083),
+          /** This server's certificate chain and key (PEM files). */
+          certFile: z.string().optional(),
+          keyFile: z.string().optional(),
+          /** The CA certificates (PEM) that client certificates must chain to. */
+          caFile: z.string().optional(),
+          /** A connection that has not finished its TLS handshake by then is closed. */
+          handshakeTimeoutSeconds: z.number().int().min(1).max(120).default(10),
+          /** A connection with no traffic and no request in progress for this long is closed. */
+          idleTimeoutSeconds: z.number().int().min(5).max(86_400).default(300),
+          /** Open connections per RadSec client; one more is closed at once. */
+          maxConnectionsPerClient: z.number().int().min(1).max(1024).default(16),
+          /** Requests one connection may have in progress (push-wait holds one until the phone answers); more are dropped. */
+          maxRequestsPerConnection: z.number().int().min(1).max(256).default(256),
+          /** Connections of all clients, handshakes included. */
+          maxConnections: z.number().int().min(1).max(100_000).default(1024),
+        })
+        .refine((r) => !r.enabled || (r.certFile && r.keyFile && r.caFile), 'radius.radsec.enabled needs certFile, keyFile and caFile')
+        .prefault({}),
     })
+    .superRefine((r, ctx) => checkUpstreams(r, ctx))
     .prefault({}),
   bridge: z
     .object({
@@ -204,6 +314,18 @@ export const configSchema = z.object({
       /** The first lock; each further lock before a good code doubles it, up to maxLockSeconds. */
       lockSeconds: z.number().int().min(1).default(900),
       maxLockSeconds: z.number().int().min(1).default(86_400),
+    })
+    .prefault({}),
+  passkeys: z
+    .object({
+      /** Passkeys (WebAuthn) as a factor at the OpenID Connect pages and the console; off hides them everywhere. */
+      enabled: z.boolean().default(true),
+      /** The relying party's name the browser and authenticator show; bound to http.publicUrl (its host is the rpID). */
+      rpName: z.string().min(1).max(64).default('Countersign'),
+      /** "Sign in with a passkey" without a password (the passkey with user verification is both factors). */
+      passwordless: z.boolean().default(true),
+      /** Passwordless sign-ins (options and answers together) one address may start per minute. */
+      perIpPerMinute: z.number().int().min(1).max(10_000).default(30),
     })
     .prefault({}),
   push: z
@@ -296,6 +418,54 @@ export const configSchema = z.object({
   directorySyncMinutes: z.number().int().min(0).max(7 * 24 * 60).default(60),
   /** Default group policy; RADIUS clients, relying parties and bridge credentials may set their own. */
   policy: policySchema.prefault({}),
+  /** The self-service portal at /account/ (src/fronts/account): users manage their own factors. */
+  account: z
+    .object({
+      enabled: z.boolean().default(true),
+    })
+    .prefault({}),
+  /** E-mailed enrolment invitations (src/core/invitations.ts): single use, expiring. */
+  invitations: z
+    .object({
+      /** How long an invitation link works (once). */
+      ttlSeconds: z.number().int().min(60).max(30 * 86_400).default(7 * 86_400),
+    })
+    .prefault({}),
+  /** Outgoing mail (plugins/mail-smtp). Without mail.smtp, development logs each mail's link; production refuses to invite. */
+  mail: z
+    .object({
+      /** The sender: an address, or "Name <address>". */
+      from: z.string().min(3).max(256).default('Countersign <countersign@localhost>'),
+      smtp: z
+        .object({
+          host: z.string().min(1),
+          port: port.default(587),
+          /** starttls: upgrade the connection and refuse a server that cannot; tls: TLS from the start (port 465); none: plain, for a relay on this host only. */
+          security: z.enum(['starttls', 'tls', 'none']).default('starttls'),
+          user: z.string().min(1).optional(),
+          password: z.string().min(1).optional(),
+          /** CA certificates (PEM) that sign the server's certificate, when not a public CA. */
+          caFile: z.string().optional(),
+          timeoutMs: z.number().int().min(100).max(120_000).default(10_000),
+        })
+        .strict()
+        .refine((s) => (s.user === undefined) === (s.password === undefined), 'mail.smtp needs both user and password, or neither')
+        .optional(),
+      /** Mail texts; {{name}}, {{displayName}}, {{link}}, {{expires}} and {{issuer}} are filled in. */
+      templates: z
+        .object({
+          invitationSubject: z.string().min(1).max(200).default('Set up sign-in confirmation for {{issuer}}'),
+          invitationText: z
+            .string()
+            .min(1)
+            .max(10_000)
+            .default(
+              'Hello {{displayName}},\n\nyou are invited to set up a second factor for {{issuer}} (your user name: {{name}}).\n\nOpen this link, sign in with your password, and follow the steps:\n\n{{link}}\n\nThe link works once and until {{expires}}. If you did not expect this mail, ignore it.\n',
+            ),
+        })
+        .prefault({}),
+    })
+    .prefault({}),
   /** Seeds a demo user and prints how to try it (development mode only). */
   demo: z.boolean().default(true),
 });

@@ -25,6 +25,12 @@ export class Metrics {
     buckets: [0.5, 1, 2, 5, 10, 20, 30, 60, 90, 120, 150, 300],
     registers: [this.registry],
   });
+  readonly passkeyFailures = new Counter({
+    name: 'countersign_passkey_failures_total',
+    help: 'Refused passkey ceremonies, by reason (passkey_counter: a stale counter, a possible clone)',
+    labelNames: ['reason'],
+    registers: [this.registry],
+  });
   readonly otpFailures = new Counter({
     name: 'countersign_otp_failures_total',
     help: 'Rejected one-time passwords, by reason',
@@ -83,6 +89,40 @@ export class Metrics {
     name: 'countersign_radius_status_server_total',
     help: 'Status-Server requests (RFC 5997) answered, by client and port (auth, accounting)',
     labelNames: ['client', 'port'],
+    registers: [this.registry],
+  });
+  /** RadSec (radius.radsec): TLS connections by what became of them before any RADIUS was read. */
+  readonly radsecConnections = new Counter({
+    name: 'countersign_radsec_connections_total',
+    help: 'RadSec connections, by outcome (accepted, unknown_address, handshake_failed, untrusted_certificate, unknown_certificate, too_many_connections) and client (accepted and too_many_connections only)',
+    labelNames: ['outcome', 'client'],
+    registers: [this.registry],
+  });
+  readonly radsecOpen = new Gauge({
+    name: 'countersign_radsec_open_connections',
+    help: 'RadSec connections open now, by client',
+    labelNames: ['client'],
+    registers: [this.registry],
+  });
+  readonly radsecClosed = new Counter({
+    name: 'countersign_radsec_closed_total',
+    help: 'RadSec connections of known clients closed, by reason (peer, idle, malformed_length, client_removed, write_backlog, shutdown) and client',
+    labelNames: ['reason', 'client'],
+    registers: [this.registry],
+  });
+
+  /** First factors checked by an upstream RADIUS server (radius.upstreams), by outcome. */
+  readonly radiusUpstreamRequests = new Counter({
+    name: 'countersign_radius_upstream_requests_total',
+    help: 'Access-Requests forwarded to an upstream RADIUS server, by upstream and outcome (accept, reject, challenge, timeout, bad_response, busy, error)',
+    labelNames: ['upstream', 'outcome'],
+    registers: [this.registry],
+  });
+  readonly radiusUpstreamLatency = new Histogram({
+    name: 'countersign_radius_upstream_seconds',
+    help: 'Time from forwarding an Access-Request to an upstream RADIUS server to its verified answer (or giving up), by upstream',
+    labelNames: ['upstream'],
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
     registers: [this.registry],
   });
 
