@@ -14,13 +14,17 @@ const find = (dir) =>
 
 /**
  * Run only when named (npm run test:load, npm run test:image; CI runs both as steps of their
- * own): the full 10,000-login process load and the image build, which need minutes of the
- * machine. The default run keeps the load test at a size a busy two-core machine holds.
+ * own): the full 10,000-login process load, 100,000 fuzzed RADIUS packets, and the image build,
+ * which need minutes of the machine. The default run keeps the load and the fuzz at sizes a busy
+ * two-core machine holds (500 logins, 25,000 packets).
  */
 const HEAVY = ['test/image/'];
 const only = process.argv.slice(2);
 const files = (only.length ? only : find('test').filter((f) => !HEAVY.some((h) => f.startsWith(h)))).sort();
-if (!only.length) process.env.SCALE_PROCESS_LOAD_N ??= '500';
+if (!only.length) {
+  process.env.SCALE_PROCESS_LOAD_N ??= '500';
+  process.env.COUNTERSIGN_FUZZ_TOTAL ??= '25000';
+}
 if (files.length === 0) {
   console.error('no test files found');
   process.exit(1);
@@ -36,7 +40,7 @@ if (!process.env.SKIP_TYPECHECK) {
 
 const child = spawn(
   process.execPath,
-  ['--import', 'tsx', '--test', '--test-reporter=tap', '--test-concurrency=2', '--test-timeout=120000', ...files],
+  ['--import', 'tsx', '--test', '--test-reporter=tap', `--test-concurrency=${process.env.COUNTERSIGN_TEST_CONCURRENCY ?? 2}`, '--test-timeout=120000', ...files],
   { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] },
 );
 const counts = {};

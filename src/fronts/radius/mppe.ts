@@ -78,7 +78,8 @@ export function decryptMppeKey(value: Buffer, secret: string, authenticator: Buf
   if ((salt[0]! & 0x80) === 0) throw new RangeError('an MPPE key salt has its high bit set');
   const plain = md5Stream(value.subarray(2), Buffer.from(secret), Buffer.concat([authenticator, salt]), true);
   const length = plain[0]!;
-  // A wrong secret or authenticator shows here (almost always) as a length that cannot fit.
+  // A wrong secret or authenticator often shows here as a length that cannot fit, but not always
+  // (the octet is then random): callers decrypt only answers whose authenticators verified.
   if (length === 0 || length > plain.length - 1) throw new RangeError('the MPPE key does not decrypt (wrong secret or authenticator)');
   return plain.subarray(1, 1 + length);
 }
