@@ -9,6 +9,7 @@ import { firstFactorError, groupsOf } from '../../core/directories.js';
 import { mayEnrolAtSignIn } from '../../core/policy.js';
 import { FirstFactorThrottle } from '../../core/throttle.js';
 import { newToken } from '../../core/ids.js';
+import { stateAfterWait } from '../../http/long-poll.js';
 import { parse, userName } from '../../http/validate.js';
 import type { AppContext } from '../../context.js';
 import type { UserRecord } from '../../core/store.js';
@@ -137,17 +138,7 @@ export function mountAccount(app: Express, ctx: AppContext): void {
   // Caller: the browser holding the sign-in cookie. Long-polls the push answer.
   api.get('/login/wait', async (req, res) => {
     const l = await pendingLogin(req);
-    const abort = new AbortController();
-    const timer = setTimeout(() => abort.abort(new Error('wait over')), 25_000);
-    req.on('close', () => abort.abort(new Error('gone')));
-    try {
-      res.json({ state: (await ctx.engine.wait(l.cid, abort.signal)).state });
-    } catch (err) {
-      if (!abort.signal.aborted) throw err;
-      res.json({ state: (await ctx.engine.get(l.cid))?.state ?? 'expired' });
-    } finally {
-      clearTimeout(timer);
-    }
+    res.json({ state: await stateAfterWait(ctx.engine, l.cid, 25, req) });
   });
 
   api.post('/login/otp', async (req, res) => {

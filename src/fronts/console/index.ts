@@ -7,6 +7,7 @@ import { CountersignError } from '../../core/errors.js';
 import { firstFactorError } from '../../core/directories.js';
 import { FirstFactorThrottle } from '../../core/throttle.js';
 import { newToken } from '../../core/ids.js';
+import { stateAfterWait } from '../../http/long-poll.js';
 import { parse, userName } from '../../http/validate.js';
 import type { AppContext } from '../../context.js';
 import { adminAudit } from '../admin/audit.js';
@@ -86,18 +87,7 @@ export function mountConsole(app: Express, ctx: AppContext, sessions: ConsoleSes
 
   api.get('/login/wait', async (req, res) => {
     const l = await pendingLogin(req);
-    const abort = new AbortController();
-    const timer = setTimeout(() => abort.abort(new Error('wait over')), 25_000);
-    req.on('close', () => abort.abort(new Error('gone')));
-    try {
-      const c = await ctx.engine.wait(l.cid, abort.signal);
-      res.json({ state: c.state });
-    } catch (err) {
-      if (!abort.signal.aborted) throw err;
-      res.json({ state: (await ctx.engine.get(l.cid))?.state ?? 'expired' });
-    } finally {
-      clearTimeout(timer);
-    }
+    res.json({ state: await stateAfterWait(ctx.engine, l.cid, 25, req) });
   });
 
   api.post('/login/otp', async (req, res) => {

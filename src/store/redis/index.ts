@@ -296,6 +296,25 @@ const toChallenge = (h: Record<string, string>): Challenge | null => {
  */
 const DUE_SHARDS = 16;
 
+/** A challenge as its hash's fields (toChallenge reads them back); optional ones only when set. */
+function challengeFields(c: Challenge): (string | number)[] {
+  return [
+    'id', c.id,
+    'dc', c.displayCode,
+    'user', c.user,
+    'factors', c.factors.join(','),
+    'origin', JSON.stringify(c.origin),
+    'state', c.state,
+    'createdAt', c.createdAt,
+    'deadline', c.deadline,
+    ...(c.resolvedAt !== undefined ? ['resolvedAt', c.resolvedAt] : []),
+    ...(c.method ? ['method', c.method] : []),
+    ...(c.reason ? ['reason', c.reason] : []),
+    ...(c.number ? ['num', c.number] : []),
+    ...(c.bindingMessage ? ['bind', c.bindingMessage] : []),
+  ];
+}
+
 class RedisChallenges implements ChallengeStore {
   private readonly dueKeys: string[];
   private readonly channel: string;
@@ -329,19 +348,7 @@ class RedisChallenges implements ChallengeStore {
     // the deadline index still expires the challenge, and that sets the TTL.
     await guarded(
       Promise.all([
-        this.client.hset(
-          key,
-          'id', c.id,
-          'dc', c.displayCode,
-          'user', c.user,
-          'factors', c.factors.join(','),
-          'origin', JSON.stringify(c.origin),
-          'state', c.state,
-          'createdAt', c.createdAt,
-          'deadline', c.deadline,
-          ...(c.number ? ['num', c.number] : []),
-          ...(c.bindingMessage ? ['bind', c.bindingMessage] : []),
-        ),
+        this.client.hset(key, ...challengeFields(c)),
         this.client.pexpire(key, ttl),
         this.client.zadd(this.dueKey(c.id), c.deadline, c.id),
       ]),
@@ -358,22 +365,7 @@ class RedisChallenges implements ChallengeStore {
     // else the login sends (auto-pipelining).
     await guarded(
       Promise.all([
-        this.client.hset(
-          key,
-          'id', c.id,
-          'dc', c.displayCode,
-          'user', c.user,
-          'factors', c.factors.join(','),
-          'origin', JSON.stringify(c.origin),
-          'state', c.state,
-          'createdAt', c.createdAt,
-          'deadline', c.deadline,
-          ...(c.resolvedAt !== undefined ? ['resolvedAt', c.resolvedAt] : []),
-          ...(c.method ? ['method', c.method] : []),
-          ...(c.reason ? ['reason', c.reason] : []),
-          ...(c.number ? ['num', c.number] : []),
-          ...(c.bindingMessage ? ['bind', c.bindingMessage] : []),
-        ),
+        this.client.hset(key, ...challengeFields(c)),
         this.client.pexpire(key, keepAfterMs),
       ]),
     );
