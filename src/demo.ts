@@ -8,6 +8,8 @@ import { DEMO_APP_CLIENT_ID, DEMO_APP_PATH, demoAppOf, demoAppUrls } from './fro
 
 export const DEMO_USER = 'demo';
 export const DEMO_PASSWORD = 'demo-password';
+const NEWCOMER = 'newcomer';
+const NEWCOMER_PASSWORD = 'newcomer-password';
 export const DEMO_RADIUS_SECRET = 'demo-radius-secret';
 
 /** Where versions before the demo app registered demo-app's redirect (nothing listened there). */
@@ -68,6 +70,10 @@ export async function seedDemo(running: Running): Promise<string> {
   } catch (err) {
     if (!(err instanceof CountersignError && err.code === 'user_exists')) throw err;
   }
+  // Someone who has no factor yet: an invitation (its link is logged here) takes them to the portal.
+  await ctx.users.create({ name: NEWCOMER, password: NEWCOMER_PASSWORD, displayName: 'New Colleague', email: 'newcomer@example.com' }).catch((err) => {
+    if (!(err instanceof CountersignError && err.code === 'user_exists')) throw err;
+  });
   // The address browsers use: the demo app's redirects hang off it, as the issuer does.
   const base = (ctx.config.http.publicUrl ?? url).replace(/\/+$/, '');
   const demoApp = demoAppUrls(base);
@@ -106,8 +112,10 @@ export async function seedDemo(running: Running): Promise<string> {
     ...(rp?.isReady
       ? [`  Try first     ${demoApp.home}   (a demo web app: sign in as ${DEMO_USER} / ${DEMO_PASSWORD}, then a code from the app)`, '']
       : []),
-    `  Console       ${url}/console/         (sign in as ${DEMO_USER}: password, then a code from the app)`,
-    `  Web app       ${url}/app/             (the push authenticator: npx countersign enrol ${DEMO_USER} prints its set-up link)`,
+    `  Console       ${base}/console/         (sign in as ${DEMO_USER}: password, then a code from the app)`,
+    `  Web app       ${base}/app/             (the push authenticator: npx countersign enrol ${DEMO_USER} prints its set-up link)`,
+    `  Your account  ${base}/account/         (self-service: a TOTP app, the web app, passkeys, recovery codes)`,
+    `  Newcomer      ${NEWCOMER} / ${NEWCOMER_PASSWORD}, no factor yet: npx countersign invite ${NEWCOMER} logs their invitation link here`,
     `  Admin API     ${url}/api/v1          (Authorization: Bearer ${adminToken})`,
     `  OpenAPI       ${url}/api/v1/openapi.json`,
     `  Health        ${url}/healthz  ${url}/readyz  ${url}/metrics`,
