@@ -82,24 +82,29 @@ export class ChallengeEngine extends EventEmitter<EngineEvents> {
     for (const [id, w] of this.waiters) this.finish(id, w, (l) => l.reject(err));
   }
 
+  /** A new challenge in `state`, made now with a fresh id and display code (not stored yet). */
+  private fresh(user: string, factors: Factor[], origin: Origin, state: Challenge['state'], deadlineMs = this.opts.deadlineMs): Challenge {
+    if (this.stopped) throw new EngineStoppedError();
+    const now = this.clock.now();
+    return {
+      id: newChallengeId(),
+      displayCode: newDisplayCode(this.opts.displayCodeDigits),
+      user,
+      factors,
+      origin,
+      state,
+      createdAt: now,
+      deadline: now + deadlineMs,
+    };
+  }
+
   async open(
     user: string,
     factors: Factor[],
     origin: Origin,
     opts: { deadlineMs?: number; number?: string; bindingMessage?: string } = {},
   ): Promise<Challenge> {
-    if (this.stopped) throw new EngineStoppedError();
-    const now = this.clock.now();
-    const challenge: Challenge = {
-      id: newChallengeId(),
-      displayCode: newDisplayCode(this.opts.displayCodeDigits),
-      user,
-      factors,
-      origin,
-      state: 'pending',
-      createdAt: now,
-      deadline: now + (opts.deadlineMs ?? this.opts.deadlineMs),
-    };
+    const challenge = this.fresh(user, factors, origin, 'pending', opts.deadlineMs);
     if (opts.number) challenge.number = opts.number;
     if (opts.bindingMessage) challenge.bindingMessage = opts.bindingMessage;
     await this.store.challenges.create(challenge, this.opts.keepAfterMs);
@@ -117,20 +122,8 @@ export class ChallengeEngine extends EventEmitter<EngineEvents> {
    * error, the login's answer stands.
    */
   decided(user: string, factors: Factor[], origin: Origin, to: Outcome, detail: { method: string; reason?: string }): Challenge {
-    if (this.stopped) throw new EngineStoppedError();
-    const now = this.clock.now();
-    const challenge: Challenge = {
-      id: newChallengeId(),
-      displayCode: newDisplayCode(this.opts.displayCodeDigits),
-      user,
-      factors,
-      origin,
-      state: to,
-      createdAt: now,
-      deadline: now + this.opts.deadlineMs,
-      resolvedAt: now,
-      method: detail.method,
-    };
+    const made = this.fresh(user, factors, origin, to);
+    const challenge: Challenge = { ...made, resolvedAt: made.createdAt, method: detail.method };
     if (detail.reason) challenge.reason = detail.reason;
     this.store.challenges.record(challenge, this.opts.keepAfterMs).catch((err) => {
       if (this.listenerCount('error') > 0) this.emit('error', err);

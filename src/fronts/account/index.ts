@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import express, { type Express, type Request, type Response } from 'express';
@@ -8,17 +7,17 @@ import { CountersignError } from '../../core/errors.js';
 import { firstFactorError, groupsOf } from '../../core/directories.js';
 import { mayEnrolAtSignIn } from '../../core/policy.js';
 import { FirstFactorThrottle } from '../../core/throttle.js';
-import { newToken } from '../../core/ids.js';
 import { stateAfterWait } from '../../http/long-poll.js';
 import { parse, userName } from '../../http/validate.js';
 import type { AppContext } from '../../context.js';
 import type { UserRecord } from '../../core/store.js';
 import { STATIC_HEADERS } from '../console/index.js';
-import { ConsoleSessions, readCookie, setCookie, type ConsoleSession } from '../console/sessions.js';
+import { ConsoleSessions, type ConsoleSession } from '../console/sessions.js';
 import { passkeysOf } from './passkeys.js';
-import type { AuthenticationResponseJSON, RegistrationResponseJSON } from '../../core/passkeys.js';
+import { PendingSignIns } from '../console/sign-in.js';
+import { authenticationResponse } from '../webauthn/schema.js';
+import type { RegistrationResponseJSON } from '../../core/passkeys.js';
 
-const digest = (s: string) => createHash('sha256').update(s).digest('base64url');
 export const ACCOUNT_COOKIE = 'cs_account';
 export const ACCOUNT_LOGIN_COOKIE = 'cs_account_login';
 /** A portal-made enrolment link is outstanding: the device it enrols turns push on. */
@@ -58,13 +57,8 @@ export function mountAccount(app: Express, ctx: AppContext): void {
     void ctx.audit.record({ at: ctx.clock.now(), type: 'account', actor: user, user, ip: req.ip, detail: { action, ...detail } });
 
   /** The sign-in in progress, bound to this browser by a cookie. */
-  const pendingLogin = async (req: Request) => {
-    const t = readCookie(req, ACCOUNT_LOGIN_COOKIE);
-    const key = t ? `account-login:${digest(t)}` : '';
-    const raw = t ? await ctx.store.kv.get(key) : null;
-    if (!raw) throw new CountersignError(401, 'no_sign_in', 'no sign-in is in progress in this browser; start again');
-    return { key, ...(JSON.parse(raw) as { user: string; cid: string; at: number }) };
-  };
+  const signIns = new PendingSignIns(ctx, 'account-login', ACCOUNT_LOGIN_COOKIE);
+  const pendingLogin = (req: Request) => signIns.get(req);
 
   const openSession = async (req: Request, res: Response, user: string, method: string) => {
     const s = await sessions.create(req, res, user, 'admin' /* unused for portal sessions */, ctx.clock.now());
@@ -100,7 +94,7 @@ export function mountAccount(app: Express, ctx: AppContext): void {
     let c;
     try {
       // The portal changes the user's own factors: always their second factor, whatever the group policy.
-      c = await ctx.login.begin(name, null, { front: 'account', client: 'account', ip: req.ip, userAgent: req.get('user-agent') }, { policy: null, requireSecondFactor: true });
+      c = await ctx.login.begin(name, null, { front: 'account', client: 'account', ip: req.ip, userAgent: req.get('user-agent') }, { policy: null, requireSecondFactor: true, webauthn: true });
     } catch (err) {
       if (err instanceof CountersignError && err.code === 'no_second_factor') {
         // Within the default policy's grace for enrolment at sign-in, the password lets a user
@@ -120,10 +114,7 @@ export function mountAccount(app: Express, ctx: AppContext): void {
       }
       throw err;
     }
-    const token = newToken(24);
-    const ttl = c.deadline - ctx.clock.now();
-    await ctx.store.kv.set(`account-login:${digest(token)}`, JSON.stringify({ user: name, cid: c.id, at: ctx.clock.now() }), ttl);
-    setCookie(req, res, ACCOUNT_LOGIN_COOKIE, token, ttl);
+    await signIns.start(req, res, name, c);
     res.json({
       signedIn: false,
       displayCode: c.displayCode,
@@ -131,7 +122,7 @@ export function mountAccount(app: Express, ctx: AppContext): void {
       factors: c.factors,
       deadline: c.deadline,
       recovery: await ctx.recovery.has(name),
-      passkey: passkeys ? (await passkeys.list(name)).length > 0 : false,
+      passkey: c.factors.includes('passkey'),
     });
   });
 
@@ -163,31 +154,23 @@ export function mountAccount(app: Express, ctx: AppContext): void {
     const l = await pendingLogin(req);
     if (!passkeys) throw new CountersignError(404, 'no_passkeys', 'passkeys are not available on this server');
     const { options, ticket } = await passkeys.authenticationOptions(l.user);
-    await ctx.store.kv.set(`account-passkey-ticket:${digest(l.key)}`, ticket, 5 * 60_000);
+    await ctx.store.kv.set(`${l.key}:passkey-ticket`, ticket, 5 * 60_000);
     res.json(options);
   });
 
   api.post('/login/passkey', async (req, res) => {
     const l = await pendingLogin(req);
     if (!passkeys) throw new CountersignError(404, 'no_passkeys', 'passkeys are not available on this server');
-    const body = parse(z.object({ response: z.record(z.string(), z.unknown()) }).strict(), req.body);
-    const ticket = await ctx.store.kv.get(`account-passkey-ticket:${digest(l.key)}`);
+    const body = parse(z.object({ response: authenticationResponse }).strict(), req.body);
+    const ticket = await ctx.store.kv.get(`${l.key}:passkey-ticket`);
     if (!ticket) throw new CountersignError(410, 'passkey_expired', 'ask for the passkey again');
-    await ctx.store.kv.delete(`account-passkey-ticket:${digest(l.key)}`);
-    await ctx.login.requirePending(l.cid);
-    await passkeys.verifyAuthentication(ticket, body.response as unknown as AuthenticationResponseJSON, l.user);
-    const r = await ctx.engine.approve(l.cid, 'passkey');
-    res.json({ state: r.challenge?.state ?? 'expired' });
+    await ctx.store.kv.delete(`${l.key}:passkey-ticket`);
+    // As at the OIDC and console sign-ins: this user's passkey, offered by this login, recorded as hwk or swk.
+    res.json({ state: (await ctx.login.answerPasskey(l.cid, ticket, body.response)).state });
   });
 
   api.post('/login/finish', async (req, res) => {
-    const l = await pendingLogin(req);
-    const c = await ctx.engine.get(l.cid);
-    if (c?.state !== 'approved') {
-      throw new CountersignError(403, `sign_in_${c?.state ?? 'expired'}`, `the sign-in is ${c?.state ?? 'expired'}; nothing was opened`);
-    }
-    await ctx.store.kv.delete(l.key);
-    setCookie(req, res, ACCOUNT_LOGIN_COOKIE, '', 0);
+    const { pending: l, challenge: c } = await signIns.finish(req, res);
     res.json({ signedIn: true, ...(await openSession(req, res, l.user, c.method ?? 'unknown')) });
   });
 

@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import express, { type Express, type Request, type Response } from 'express';
@@ -6,15 +5,13 @@ import { z } from 'zod';
 import { CountersignError } from '../../core/errors.js';
 import { firstFactorError } from '../../core/directories.js';
 import { FirstFactorThrottle } from '../../core/throttle.js';
-import { newToken } from '../../core/ids.js';
 import { stateAfterWait } from '../../http/long-poll.js';
 import { parse, userName } from '../../http/validate.js';
 import type { AppContext } from '../../context.js';
 import { adminAudit } from '../admin/audit.js';
 import { consolePasskeyRoutes } from './passkeys.js';
-import { ConsoleSessions, LOGIN_COOKIE, readCookie, setCookie, type ConsoleSession } from './sessions.js';
-
-const digest = (s: string) => createHash('sha256').update(s).digest('base64url');
+import { PendingSignIns } from './sign-in.js';
+import { ConsoleSessions, LOGIN_COOKIE, type ConsoleSession } from './sessions.js';
 
 /** The console's pages (and the portal's, src/fronts/account): own scripts and styles only, never framed, nothing cached. */
 export const STATIC_HEADERS = {
@@ -42,12 +39,8 @@ export function mountConsole(app: Express, ctx: AppContext, sessions: ConsoleSes
   api.use(express.json({ limit: '16kb' }));
 
   /** The sign-in in progress, bound to this browser by a cookie. */
-  const pendingLogin = async (req: Request) => {
-    const t = readCookie(req, LOGIN_COOKIE);
-    const raw = t ? await ctx.store.kv.get(`console-login:${digest(t)}`) : null;
-    if (!raw) throw new CountersignError(401, 'no_sign_in', 'no sign-in is in progress in this browser; start again');
-    return { key: `console-login:${digest(t!)}`, ...(JSON.parse(raw) as { user: string; cid: string; at: number }) };
-  };
+  const signIns = new PendingSignIns(ctx, 'console-login', LOGIN_COOKIE);
+  const pendingLogin = (req: Request) => signIns.get(req);
 
   const throttle = new FirstFactorThrottle(ctx.store, 'console');
   api.post('/login', async (req, res) => {
@@ -79,9 +72,7 @@ export function mountConsole(app: Express, ctx: AppContext, sessions: ConsoleSes
       }
       throw err;
     }
-    const token = newToken(24);
-    await ctx.store.kv.set(`console-login:${digest(token)}`, JSON.stringify({ user: u.name, cid: c.id, at: ctx.clock.now() }), c.deadline - ctx.clock.now());
-    setCookie(req, res, LOGIN_COOKIE, token, c.deadline - ctx.clock.now());
+    await signIns.start(req, res, u.name, c);
     res.json({ displayCode: c.displayCode, number: c.number, factors: c.factors, deadline: c.deadline });
   });
 
@@ -98,13 +89,7 @@ export function mountConsole(app: Express, ctx: AppContext, sessions: ConsoleSes
   });
 
   api.post('/login/finish', async (req, res) => {
-    const l = await pendingLogin(req);
-    const c = await ctx.engine.get(l.cid);
-    if (c?.state !== 'approved') {
-      throw new CountersignError(403, `sign_in_${c?.state ?? 'expired'}`, `the sign-in is ${c?.state ?? 'expired'}; nothing was opened`);
-    }
-    await ctx.store.kv.delete(l.key);
-    setCookie(req, res, LOGIN_COOKIE, '', 0);
+    const { pending: l } = await signIns.finish(req, res);
     // The role as it is now, and no session for a password or role that changed (or was ended) mid sign-in.
     const u = await ctx.store.users.get(l.user);
     if (!u?.role || (await sessions.endedSince(l.user, l.at))) {

@@ -57,6 +57,25 @@ return 1
 `;
 
 /**
+ * One wrong code, counted (shared by OTP_FAILURE and SPEND_OTP): a lock that ran out starts a
+ * fresh count; reaching maxFailures locks, each lock since the last good code doubling the next
+ * one up to maxLockMs. Expects locals `now` and `lockedUntil`; leaves `n` (the failures) and
+ * `lockedUntil`. ARGV[first], [first+1], [first+2]: maxFailures, lockMs, maxLockMs.
+ */
+const countOtpFailure = (first: number) => `
+if lockedUntil > 0 and lockedUntil <= now then
+  redis.call('HSET', KEYS[1], 'otpFailures', 0)
+  redis.call('HDEL', KEYS[1], 'otpLockedUntil')
+  lockedUntil = 0
+end
+local n = redis.call('HINCRBY', KEYS[1], 'otpFailures', 1)
+if n >= tonumber(ARGV[${first}]) then
+  local locks = redis.call('HINCRBY', KEYS[1], 'otpLocks', 1)
+  lockedUntil = math.floor(now + math.min(tonumber(ARGV[${first + 1}]) * 2 ^ math.min(locks - 1, 30), tonumber(ARGV[${first + 2}])))
+  redis.call('HSET', KEYS[1], 'otpLockedUntil', lockedUntil, 'otpFailures', 0)
+end`;
+
+/**
  * KEYS[1] user; ARGV: now, maxFailures, lockMs, maxLockMs. A lock that ran out starts a
  * fresh count; each lock since the last good code doubles the next one (up to maxLockMs).
  */
@@ -64,17 +83,7 @@ export const OTP_FAILURE = `
 if redis.call('EXISTS', KEYS[1]) == 0 then return {0, 0} end
 local now = tonumber(ARGV[1])
 local lockedUntil = tonumber(redis.call('HGET', KEYS[1], 'otpLockedUntil') or '0')
-if lockedUntil > 0 and lockedUntil <= now then
-  redis.call('HSET', KEYS[1], 'otpFailures', 0)
-  redis.call('HDEL', KEYS[1], 'otpLockedUntil')
-  lockedUntil = 0
-end
-local n = redis.call('HINCRBY', KEYS[1], 'otpFailures', 1)
-if n >= tonumber(ARGV[2]) then
-  local locks = redis.call('HINCRBY', KEYS[1], 'otpLocks', 1)
-  lockedUntil = math.floor(now + math.min(tonumber(ARGV[3]) * 2 ^ math.min(locks - 1, 30), tonumber(ARGV[4])))
-  redis.call('HSET', KEYS[1], 'otpLockedUntil', lockedUntil, 'otpFailures', 0)
-end
+${countOtpFailure(2)}
 return {n, lockedUntil}
 `;
 
@@ -140,16 +149,6 @@ if ARGV[1] ~= '' then
   end
   why = 'replay'
 end
-if lockedUntil > 0 then
-  redis.call('HSET', KEYS[1], 'otpFailures', 0)
-  redis.call('HDEL', KEYS[1], 'otpLockedUntil')
-  lockedUntil = 0
-end
-local n = redis.call('HINCRBY', KEYS[1], 'otpFailures', 1)
-if n >= tonumber(ARGV[3]) then
-  local locks = redis.call('HINCRBY', KEYS[1], 'otpLocks', 1)
-  lockedUntil = math.floor(now + math.min(tonumber(ARGV[4]) * 2 ^ math.min(locks - 1, 30), tonumber(ARGV[5])))
-  redis.call('HSET', KEYS[1], 'otpLockedUntil', lockedUntil, 'otpFailures', 0)
-end
+${countOtpFailure(3)}
 return {0, n, lockedUntil, why}
 `;
