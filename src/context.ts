@@ -16,6 +16,7 @@ import type { Invitations } from './core/invitations.js';
 import type { OtpEnrolments } from './core/otp-enrolment.js';
 import type { RecoveryCodes } from './core/recovery.js';
 import type { Store } from './core/store.js';
+import type { UserSessions } from './core/sessions.js';
 
 /** What main.ts wires together and hands to every front and plugin. */
 export interface AppContext {
@@ -44,6 +45,8 @@ export interface AppContext {
   invitations: Invitations;
   /** Passkeys (WebAuthn): ceremonies, and each user's credentials; the fronts offer them when passkeys.enabled. */
   passkeys: Passkeys;
+  /** Every way a user stays signed in (console, portal, OpenID Connect grants): ended together. */
+  sessions: UserSessions;
   /** Each enabled front's start: readiness waits for all of them. */
   fronts: Record<string, 'starting' | 'up'>;
 }

@@ -7,6 +7,7 @@ import { pino, type Logger } from 'pino';
 import createLocalDirectory from '../plugins/directory-local/index.js';
 import createLdapDirectory from '../plugins/directory-ldap/index.js';
 import { Directories } from './core/directories.js';
+import { UserSessions } from './core/sessions.js';
 import createFcmTransport from '../plugins/push-fcm/index.js';
 import createApnsTransport from '../plugins/push-apns/index.js';
 import createWebPushTransport, { storedVapidKeys, type WebPushTransport } from '../plugins/push-webpush/index.js';
@@ -25,7 +26,7 @@ import type { Platform, PushTransport } from './core/push.js';
 import { PushService } from './core/push-service.js';
 import { LoginService } from './core/login.js';
 import { Passkeys } from './core/passkeys.js';
-import { mountWebauthn } from './fronts/webauthn/index.js';
+import { mountWebauthn } from './fronts/web/webauthn/index.js';
 import { OtpChecker } from './core/otp-check.js';
 import { SecretBox } from './core/secretbox.js';
 import { UserService } from './core/users.js';
@@ -40,7 +41,7 @@ import { OidcClients } from './fronts/oidc/clients.js';
 import { BridgeCredentials } from './fronts/bridge/credentials.js';
 import { mountBridgeApi } from './fronts/bridge/index.js';
 import { mountConsole } from './fronts/console/index.js';
-import { ConsoleSessions } from './fronts/console/sessions.js';
+import { BrowserSessions } from './fronts/web/sessions.js';
 import { RadiusClients } from './fronts/radius/clients.js';
 import { RadiusFront } from './fronts/radius/server.js';
 import { createHttpApp } from './http/server.js';
@@ -258,7 +259,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   });
   const ctx: AppContext = {
     config, log, clock, store, box, engine, users, otp, audit, directory, login, devices, push, metrics, webPush,
-    recovery, otpEnrolments, invitations, passkeys,
+    recovery, otpEnrolments, invitations, passkeys, sessions: new UserSessions(clock),
     fronts: { http: 'starting', ...(config.oidc.enabled ? { oidc: 'starting' } : {}), ...(config.radius.enabled ? { radius: 'starting' } : {}) },
   };
 
@@ -283,9 +284,9 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   let oidc: ReturnType<typeof mountOidc> | undefined;
   let deviceApi: ReturnType<typeof mountDeviceApi> | undefined;
   const app = createHttpApp(ctx, (a) => {
-    const sessions = new ConsoleSessions(store);
-    mountAdminApi(a, ctx, adminToken, sessions, registries);
-    mountConsole(a, ctx, sessions);
+    const consoleSessions = new BrowserSessions(store);
+    mountAdminApi(a, ctx, adminToken, consoleSessions, registries);
+    mountConsole(a, ctx, consoleSessions);
     mountWebauthn(a); // /webauthn.js, the passkey ceremonies' browser module
     if (config.account.enabled) mountAccount(a, ctx);
     deviceApi = mountDeviceApi(a, ctx);

@@ -186,7 +186,7 @@ describe('console sessions follow the user record', () => {
     assert.equal((await asSession(s, 'GET', '/api/v1/users', eve)).status, 401);
     assert.equal((await asSession(s, 'GET', '/api/v1/users', hal)).status, 200, 'only that user’s sessions');
     assert.equal((await s.api('POST', '/api/v1/users/nobody/sessions/revoke')).status, 404);
-    const e = await eventually(async () => (await adminEvents(s)).find((x) => x.detail?.action === 'console.sessions-revoke'), 'audit');
+    const e = await eventually(async () => (await adminEvents(s)).find((x) => x.detail?.action === 'user.sessions-revoke'), 'audit');
     assert.equal(e.actor, 'admin-token');
     assert.equal(e.user, 'eve');
     assert.ok(e.ip);
@@ -380,7 +380,7 @@ describe('the audit names who changed what, from where', () => {
       ['challenge.approve', { user: 'ivy' }],
       ['challenge.reject', { user: 'ivy' }],
       ['challenge.cancel', { user: 'ivy' }],
-      ['console.sessions-revoke', { user: 'ivy' }],
+      ['user.sessions-revoke', { user: 'ivy' }],
       ['user.delete', { user: 'ivy' }],
     ];
     const events = await eventually(async () => {
@@ -447,7 +447,7 @@ describe('console sessions across two instances on one Redis', () => {
       assert.equal((await asSession(a, 'GET', '/api/v1/users', who)).status, 401);
       assert.equal((await asSession(b, 'GET', '/api/v1/users', who)).status, 401);
     }
-    const e = await eventually(async () => (await adminEvents(a)).find((x) => x.detail?.action === 'console.sessions-revoke'), 'audit');
+    const e = await eventually(async () => (await adminEvents(a)).find((x) => x.detail?.action === 'user.sessions-revoke'), 'audit');
     assert.equal(e.actor, 'admin-token');
     assert.equal(e.user, 'rita');
   });

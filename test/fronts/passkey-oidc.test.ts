@@ -6,7 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import * as client from 'openid-client';
 import type { Browser, Page } from 'playwright-core';
 import { ACR_MFA } from '../../src/fronts/oidc/provider.js';
-import { WEBAUTHN_JS } from '../../src/fronts/webauthn/browser.js';
+import { WEBAUTHN_JS } from '../../src/fronts/web/webauthn/browser.js';
 import { haveChromium, launchChromium } from '../helpers/browser.js';
 import { requirePeer } from '../helpers/peers.js';
 import { freePort } from '../helpers/processes.js';

@@ -1,5 +1,3 @@
-import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import express, { type Express, type Request, type Response } from 'express';
 import QRCode from 'qrcode';
 import { z } from 'zod';
@@ -7,15 +5,15 @@ import { CountersignError } from '../../core/errors.js';
 import { firstFactorError, groupsOf } from '../../core/directories.js';
 import { mayEnrolAtSignIn } from '../../core/policy.js';
 import { FirstFactorThrottle } from '../../core/throttle.js';
+import { mountStaticPages } from '../web/static.js';
 import { stateAfterWait } from '../../http/long-poll.js';
 import { parse, userName } from '../../http/validate.js';
 import type { AppContext } from '../../context.js';
 import type { UserRecord } from '../../core/store.js';
-import { STATIC_HEADERS } from '../console/index.js';
-import { ConsoleSessions, type ConsoleSession } from '../console/sessions.js';
+import { BrowserSessions, type BrowserSession } from '../web/sessions.js';
 import { passkeysOf } from './passkeys.js';
-import { PendingSignIns } from '../console/sign-in.js';
-import { authenticationResponse } from '../webauthn/schema.js';
+import { PendingSignIns } from '../web/sign-in.js';
+import { authenticationResponse } from '../web/webauthn/schema.js';
 import type { RegistrationResponseJSON } from '../../core/passkeys.js';
 
 export const ACCOUNT_COOKIE = 'cs_account';
@@ -23,15 +21,9 @@ export const ACCOUNT_LOGIN_COOKIE = 'cs_account_login';
 /** A portal-made enrolment link is outstanding: the device it enrols turns push on. */
 const pushMark = (user: string) => `account-push:${user}`;
 
-function staticDir(): string {
-  const here = fileURLToPath(new URL('./static/', import.meta.url));
-  if (existsSync(here)) return here;
-  return fileURLToPath(new URL('../../../../src/fronts/account/static/', import.meta.url));
-}
-
 /** Portal sessions: the console's rules (sessions.ts), for any user the directory still has. */
 export const accountSessions = (ctx: AppContext) =>
-  new ConsoleSessions(ctx.store, {
+  new BrowserSessions(ctx.store, {
     name: 'account',
     cookie: ACCOUNT_COOKIE,
     admits: (u: UserRecord) => !u.directoryState || u.directoryState === 'active',
@@ -49,6 +41,7 @@ const code = z.string().regex(/^\d{6,8}$/, 'a code is 6 to 8 digits');
  */
 export function mountAccount(app: Express, ctx: AppContext): void {
   const sessions = accountSessions(ctx);
+  ctx.sessions.register({ name: 'account', endAll: (user, now) => sessions.endAll(user, now) });
   const passkeys = passkeysOf(ctx);
   const api = express.Router();
   api.use(express.json({ limit: '64kb' }));
@@ -175,7 +168,7 @@ export function mountAccount(app: Express, ctx: AppContext): void {
   });
 
   // Everything below: the session's own user; changes carry the CSRF token.
-  const session = async (req: Request, res: Response, change = req.method !== 'GET'): Promise<ConsoleSession> => {
+  const session = async (req: Request, res: Response, change = req.method !== 'GET'): Promise<BrowserSession> => {
     const s = await sessions.get(req, res, ctx.clock.now());
     if (!s) throw new CountersignError(401, 'session_expired', 'not signed in');
     if (change) sessions.checkCsrf(req, s);
@@ -294,12 +287,5 @@ export function mountAccount(app: Express, ctx: AppContext): void {
   });
 
   app.use('/account/api', api);
-  app.use(
-    '/account',
-    (_req, res, next) => {
-      res.set(STATIC_HEADERS);
-      next();
-    },
-    express.static(staticDir(), { index: 'index.html', redirect: true }),
-  );
+  mountStaticPages(app, '/account', 'account');
 }

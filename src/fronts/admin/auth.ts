@@ -2,12 +2,12 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Request, RequestHandler } from 'express';
 import { CountersignError } from '../../core/errors.js';
 import type { AppContext } from '../../context.js';
-import { readCookie, SESSION_COOKIE, type ConsoleSession, type ConsoleSessions } from '../console/sessions.js';
+import { readCookie, SESSION_COOKIE, type BrowserSession, type BrowserSessions } from '../web/sessions.js';
 
 const digest = (s: string) => createHash('sha256').update(s).digest();
 const READS = new Set(['GET', 'HEAD']);
 
-export type Caller = { kind: 'token' } | { kind: 'console'; session: ConsoleSession };
+export type Caller = { kind: 'token' } | { kind: 'console'; session: BrowserSession };
 
 /** Who is calling the admin API: the bearer token (full rights) or a console session. */
 export const callerOf = new WeakMap<Request, Caller>();
@@ -28,7 +28,7 @@ export const mayDecide = (req: Request): boolean => {
  * its CSRF token on every change, and the helpdesk role may only look.
  * Repeated failures from one address are slowed down with 429s.
  */
-export function requireAdmin(ctx: AppContext, token: string, sessions: ConsoleSessions): RequestHandler {
+export function requireAdmin(ctx: AppContext, token: string, sessions: BrowserSessions): RequestHandler {
   const expected = digest(token);
   return async (req, res, next) => {
     const m = /^Bearer\s+(.+)$/i.exec(req.get('authorization') ?? '');

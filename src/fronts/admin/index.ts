@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { ApiBuilder } from '../../http/openapi.js';
 import type { AppContext } from '../../context.js';
 import { mayDecide, requireAdmin } from './auth.js';
-import type { ConsoleSessions } from '../console/sessions.js';
+import type { BrowserSessions } from '../web/sessions.js';
 import { challengeRoutes } from './challenges.js';
 import { deviceRoutes } from './devices.js';
 import { radiusClientRoutes } from './radius.js';
@@ -35,7 +35,7 @@ export interface Registries {
 }
 
 /** The admin API: bearer token, JSON in and out, described at /api/v1/openapi.json. */
-export function mountAdminApi(app: Express, ctx: AppContext, token: string, sessions: ConsoleSessions, registries: Registries): void {
+export function mountAdminApi(app: Express, ctx: AppContext, token: string, sessions: BrowserSessions, registries: Registries): void {
   const router = express.Router();
   const api = new ApiBuilder(router, ADMIN_BASE, {
     title: 'Countersign admin API',
@@ -48,7 +48,7 @@ export function mountAdminApi(app: Express, ctx: AppContext, token: string, sess
   router.use(requireAdmin(ctx, token, sessions));
   router.use(express.json({ limit: '2mb' }));
 
-  userRoutes(api, ctx, sessions);
+  userRoutes(api, ctx);
   directoryRoutes(api, ctx);
   invitationRoutes(api, ctx);
   deviceRoutes(api, ctx);

@@ -4,7 +4,6 @@ import type { ApiBuilder } from '../../http/openapi.js';
 import { localUserName, userName } from '../../http/validate.js';
 import type { AppContext } from '../../context.js';
 import type { UserRecord } from '../../core/store.js';
-import type { ConsoleSessions } from '../console/sessions.js';
 import { adminAudit } from './audit.js';
 import { membersOf } from './directories.js';
 import { notFound } from '../../core/errors.js';
@@ -40,7 +39,7 @@ async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T) => Promis
   return out;
 }
 
-export function userRoutes(api: ApiBuilder, ctx: AppContext, sessions: ConsoleSessions): void {
+export function userRoutes(api: ApiBuilder, ctx: AppContext): void {
   api.route({
     method: 'get',
     path: '/users',
@@ -141,17 +140,18 @@ export function userRoutes(api: ApiBuilder, ctx: AppContext, sessions: ConsoleSe
       const name = String(req.params.name);
       const before = await ctx.users.require(name);
       const user = await ctx.users.update(name, body);
-      // A new or removed password or role voids what the old one let in: the console sessions.
+      // A new or removed password or role voids what the old one let in: every session of the
+      // user (console, portal, OpenID Connect grants and refresh tokens).
       const roleChanged = body.role !== undefined && (body.role ?? undefined) !== before.role;
       const passwordChanged = body.password !== undefined;
-      const sessionsEnded = roleChanged || passwordChanged ? await sessions.endAll(name, ctx.clock.now()) : undefined;
+      const sessionsEnded = roleChanged || passwordChanged ? await ctx.sessions.endAll(name, passwordChanged ? 'password' : 'role') : undefined;
       adminAudit(ctx, req, 'user.update', {
         user: name,
         detail: {
           fields: Object.keys(body),
           ...(roleChanged ? { role: body.role, previousRole: before.role ?? null } : {}),
           ...(passwordChanged ? { password: body.password === null ? 'removed' : 'set' } : {}),
-          ...(sessionsEnded !== undefined ? { sessionsEnded } : {}),
+          ...(sessionsEnded !== undefined ? { sessionsEnded: sessionsEnded.total, ended: sessionsEnded.by } : {}),
         },
       });
       return user;
@@ -166,8 +166,8 @@ export function userRoutes(api: ApiBuilder, ctx: AppContext, sessions: ConsoleSe
     handler: async ({ req }) => {
       const name = String(req.params.name);
       await ctx.users.delete(name);
-      const sessionsEnded = await sessions.endAll(name, ctx.clock.now());
-      adminAudit(ctx, req, 'user.delete', { user: name, detail: { sessionsEnded } });
+      const sessionsEnded = await ctx.sessions.endAll(name, 'delete');
+      adminAudit(ctx, req, 'user.delete', { user: name, detail: { sessionsEnded: sessionsEnded.total, ended: sessionsEnded.by } });
       return { ok: true };
     },
   });
@@ -180,8 +180,12 @@ export function userRoutes(api: ApiBuilder, ctx: AppContext, sessions: ConsoleSe
     errors: { 404: 'no such user' },
     handler: async ({ req, body }) => {
       const name = String(req.params.name);
+      const had = await ctx.users.require(name);
       const enrolment = await ctx.users.enrolOtp(name, body);
-      adminAudit(ctx, req, 'otp.enrol', { user: name, detail: { type: enrolment.params.type } });
+      // A new seed replacing one is a factor reset (a lost or copied seed): whatever the old seed
+      // let in is signed out everywhere.
+      const sessionsEnded = had.otpSecret ? await ctx.sessions.endAll(name, 'factor-reset') : undefined;
+      adminAudit(ctx, req, 'otp.enrol', { user: name, detail: { type: enrolment.params.type, ...(sessionsEnded ? { sessionsEnded: sessionsEnded.total, ended: sessionsEnded.by } : {}) } });
       return withQr(enrolment);
     },
   });
@@ -236,7 +240,9 @@ export function userRoutes(api: ApiBuilder, ctx: AppContext, sessions: ConsoleSe
       const name = String(req.params.name);
       const id = String(req.params.id);
       if (!(await ctx.passkeys.remove(name, id))) throw notFound('passkey', id);
-      adminAudit(ctx, req, 'passkey.remove', { user: name, detail: { passkey: id } });
+      // A passkey taken away (lost, stolen) no longer keeps anyone signed in that it let in.
+      const sessionsEnded = await ctx.sessions.endAll(name, 'factor-reset');
+      adminAudit(ctx, req, 'passkey.remove', { user: name, detail: { passkey: id, sessionsEnded: sessionsEnded.total, ended: sessionsEnded.by } });
       return { ok: true };
     },
   });
@@ -245,14 +251,14 @@ export function userRoutes(api: ApiBuilder, ctx: AppContext, sessions: ConsoleSe
   api.route({
     method: 'post',
     path: '/users/:name/sessions/revoke',
-    summary: 'Sign a user out of the console everywhere: every console session of theirs ends at once',
+    summary: 'Sign a user out everywhere: their console and portal sessions, OpenID Connect sessions, grants and refresh tokens end at once',
     errors: { 404: 'no such user' },
     handler: async ({ req }) => {
       const name = String(req.params.name);
       await ctx.users.require(name);
-      const sessionsEnded = await sessions.endAll(name, ctx.clock.now());
-      adminAudit(ctx, req, 'console.sessions-revoke', { user: name, detail: { sessionsEnded } });
-      return { ok: true, sessionsEnded };
+      const sessionsEnded = await ctx.sessions.endAll(name, 'revoke');
+      adminAudit(ctx, req, 'user.sessions-revoke', { user: name, detail: { sessionsEnded: sessionsEnded.total, ended: sessionsEnded.by } });
+      return { ok: true, sessionsEnded: sessionsEnded.total, ended: sessionsEnded.by };
     },
   });
 

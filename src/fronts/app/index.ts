@@ -1,8 +1,7 @@
-import { existsSync } from 'node:fs';
 import { extname } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import express, { type Express, type Response } from 'express';
 import type { AppContext } from '../../context.js';
+import { staticDirOf } from '../web/static.js';
 
 /** Where the web authenticator lives; the enrolment links' appUrl points here (`<publicUrl>/app/#enrol=…`). */
 export const APP_PATH = '/app';
@@ -34,13 +33,6 @@ const TYPES: Record<string, string> = {
   '.png': 'image/png',
 };
 
-/** Static files sit beside this module in the source tree; the Docker build copies them next to the compiled one. */
-function staticDir(): string {
-  const here = fileURLToPath(new URL('./static/', import.meta.url));
-  if (existsSync(here)) return here;
-  return fileURLToPath(new URL('../../../../src/fronts/app/static/', import.meta.url));
-}
-
 /**
  * The web authenticator at /app/: an installable web app (PWA) that enrols
  * this browser as a `webpush` device, shows and answers pending logins, and
@@ -49,7 +41,7 @@ function staticDir(): string {
  * goes through the signed device API (/device/v1), like any authenticator.
  */
 export function mountApp(app: Express, _ctx: AppContext): void {
-  const dir = staticDir();
+  const dir = staticDirOf('app');
   app.use(
     APP_PATH,
     (req, res, next) => {

@@ -1,32 +1,16 @@
-import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import express, { type Express, type Request, type Response } from 'express';
 import { z } from 'zod';
 import { CountersignError } from '../../core/errors.js';
 import { firstFactorError } from '../../core/directories.js';
 import { FirstFactorThrottle } from '../../core/throttle.js';
+import { mountStaticPages } from '../web/static.js';
 import { stateAfterWait } from '../../http/long-poll.js';
 import { parse, userName } from '../../http/validate.js';
 import type { AppContext } from '../../context.js';
 import { adminAudit } from '../admin/audit.js';
 import { consolePasskeyRoutes } from './passkeys.js';
-import { PendingSignIns } from './sign-in.js';
-import { ConsoleSessions, LOGIN_COOKIE, type ConsoleSession } from './sessions.js';
-
-/** The console's pages (and the portal's, src/fronts/account): own scripts and styles only, never framed, nothing cached. */
-export const STATIC_HEADERS = {
-  'content-security-policy': "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
-  'x-content-type-options': 'nosniff',
-  'referrer-policy': 'no-referrer',
-  'cache-control': 'no-store',
-};
-
-/** Static files sit beside this module in the source tree; the Docker build copies them next to the compiled one. */
-function staticDir(): string {
-  const here = fileURLToPath(new URL('./static/', import.meta.url));
-  if (existsSync(here)) return here;
-  return fileURLToPath(new URL('../../../../src/fronts/console/static/', import.meta.url));
-}
+import { PendingSignIns } from '../web/sign-in.js';
+import { BrowserSessions, LOGIN_COOKIE, type BrowserSession } from '../web/sessions.js';
 
 /**
  * The admin web console at /console (static pages on the admin API, no second
@@ -34,9 +18,10 @@ function staticDir(): string {
  * password and then their own second factor, as for any other login; the
  * session it opens works the admin API.
  */
-export function mountConsole(app: Express, ctx: AppContext, sessions: ConsoleSessions): void {
+export function mountConsole(app: Express, ctx: AppContext, sessions: BrowserSessions): void {
   const api = express.Router();
   api.use(express.json({ limit: '16kb' }));
+  ctx.sessions.register({ name: 'console', endAll: (user, now) => sessions.endAll(user, now) });
 
   /** The sign-in in progress, bound to this browser by a cookie. */
   const signIns = new PendingSignIns(ctx, 'console-login', LOGIN_COOKIE);
@@ -100,7 +85,7 @@ export function mountConsole(app: Express, ctx: AppContext, sessions: ConsoleSes
     res.json({ user: s.user, role: s.role, csrf: s.csrf });
   });
 
-  const requireSession = async (req: Request, res: Response): Promise<ConsoleSession> => {
+  const requireSession = async (req: Request, res: Response): Promise<BrowserSession> => {
     const s = await sessions.get(req, res, ctx.clock.now());
     if (!s) throw new CountersignError(401, 'session_expired', 'not signed in');
     return s;
@@ -134,12 +119,5 @@ export function mountConsole(app: Express, ctx: AppContext, sessions: ConsoleSes
   });
 
   app.use('/console/api', api);
-  app.use(
-    '/console',
-    (_req, res, next) => {
-      res.set(STATIC_HEADERS);
-      next();
-    },
-    express.static(staticDir(), { index: 'index.html', redirect: true }),
-  );
+  mountStaticPages(app, '/console', 'console');
 }

@@ -4,18 +4,18 @@ import { CountersignError } from '../../core/errors.js';
 import { parse } from '../../http/validate.js';
 import type { AppContext } from '../../context.js';
 import { adminAudit } from '../admin/audit.js';
-import { authenticationResponse, registrationResponse } from '../webauthn/schema.js';
-import type { ConsoleSession, ConsoleSessions } from './sessions.js';
+import { authenticationResponse, registrationResponse } from '../web/webauthn/schema.js';
+import type { BrowserSession, BrowserSessions } from '../web/sessions.js';
 
 /** Adding a passkey needs a sign-in this recent: a session left open on a desk cannot add a way back in. */
 export const PASSKEY_ADD_WITHIN_MS = 15 * 60_000;
 
 export interface ConsolePasskeyDeps {
   ctx: AppContext;
-  sessions: ConsoleSessions;
+  sessions: BrowserSessions;
   /** The password sign-in in progress in this browser (its cookie). */
   pendingLogin(req: Request): Promise<{ user: string; cid: string }>;
-  requireSession(req: Request, res: Response): Promise<ConsoleSession>;
+  requireSession(req: Request, res: Response): Promise<BrowserSession>;
 }
 
 const answer = z.object({ ticket: z.string().min(1).max(128), response: authenticationResponse }).strict();

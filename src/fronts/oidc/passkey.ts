@@ -3,7 +3,7 @@ import type { Challenge } from '../../core/challenge.js';
 import { CountersignError } from '../../core/errors.js';
 import type { AccessPolicy } from '../../core/policy.js';
 import type { AppContext } from '../../context.js';
-import { authenticationFromForm } from '../webauthn/schema.js';
+import { authenticationFromForm } from '../web/webauthn/schema.js';
 
 interface Step {
   user: string;

@@ -1,6 +1,6 @@
 import { z } from 'zod';
-import { badRequest } from '../../core/errors.js';
-import type { AuthenticationResponseJSON, RegistrationResponseJSON } from '../../core/passkeys.js';
+import { badRequest } from '../../../core/errors.js';
+import type { AuthenticationResponseJSON, RegistrationResponseJSON } from '../../../core/passkeys.js';
 
 const b64url = (max: number) => z.string().max(max).regex(/^[A-Za-z0-9_-]*$/, 'base64url');
 

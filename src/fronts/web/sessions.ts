@@ -7,7 +7,7 @@ import type { Store, UserRecord } from '../../core/store.js';
 
 export type Role = 'admin' | 'helpdesk';
 
-export interface ConsoleSession {
+export interface BrowserSession {
   user: string;
   /**
    * From the user record as it is now: get() overwrites what was stored at
@@ -55,11 +55,11 @@ export const setCookie = (req: Request, res: Response, name: string, value: stri
 };
 
 /**
- * Console sessions: a random id in an HttpOnly, SameSite=Strict cookie; the
+ * Browser sessions (the console's and the portal's): a random id in an HttpOnly, SameSite=Strict cookie; the
  * store keeps only its digest, with an idle timeout inside an absolute one.
  * Every state-changing call must also carry the session's CSRF token.
  */
-export class ConsoleSessions {
+export class BrowserSessions {
   constructor(
     private store: Store,
     private kind: SessionKind = CONSOLE_SESSIONS,
@@ -71,10 +71,10 @@ export class ConsoleSessions {
   /** When a user's sessions were last ended; sessions created up to then are void. */
   private revokedKey = (user: string) => `${this.kind.name}-revoked:${user}`;
 
-  async create(req: Request, res: Response, user: string, role: Role, now: number): Promise<ConsoleSession> {
+  async create(req: Request, res: Response, user: string, role: Role, now: number): Promise<BrowserSession> {
     const id = newToken(32);
     const d = digest(id);
-    const session: ConsoleSession = { user, role, csrf: newToken(24), createdAt: now };
+    const session: BrowserSession = { user, role, csrf: newToken(24), createdAt: now };
     // Indexed before it exists, so no live session is ever missing from the index.
     await this.store.kv.addMember(this.userIndexKey(user), d, MAX_MS);
     await this.store.kv.set(this.sessionKey(d), JSON.stringify(session), IDLE_MS);
@@ -87,13 +87,13 @@ export class ConsoleSessions {
    * null when there is none, it expired or was ended, or its user has since
    * been deleted or lost their role (then it is destroyed too).
    */
-  async get(req: Request, res: Response, now: number): Promise<ConsoleSession | null> {
+  async get(req: Request, res: Response, now: number): Promise<BrowserSession | null> {
     const id = readCookie(req, this.kind.cookie);
     if (!id) return null;
     const key = this.sessionKey(digest(id));
     const raw = await this.store.kv.get(key);
     if (!raw) return null;
-    const s = JSON.parse(raw) as ConsoleSession;
+    const s = JSON.parse(raw) as BrowserSession;
     if (now - s.createdAt > MAX_MS) {
       await this.store.kv.delete(key);
       return null;
@@ -117,7 +117,7 @@ export class ConsoleSessions {
     setCookie(req, res, this.kind.cookie, '', 0);
   }
 
-  /** Ends every console session of a user, on every instance; returns how many were live. */
+  /** Ends every session of this kind of a user, on every instance; returns how many were live. */
   async endAll(user: string, now: number): Promise<number> {
     await this.store.kv.set(this.revokedKey(user), String(now), MAX_MS);
     const digests = await this.store.kv.members(this.userIndexKey(user));
@@ -144,7 +144,7 @@ export class ConsoleSessions {
   }
 
   /** Checks the CSRF header of a state-changing request, in constant time. */
-  checkCsrf(req: Request, s: Pick<ConsoleSession, 'csrf'>): void {
+  checkCsrf(req: Request, s: Pick<BrowserSession, 'csrf'>): void {
     const given = Buffer.from(req.get('x-csrf-token') ?? '');
     const want = Buffer.from(s.csrf);
     if (given.length !== want.length || !timingSafeEqual(given, want)) {
