@@ -17,6 +17,7 @@ import type { OtpEnrolments } from './core/otp-enrolment.js';
 import type { RecoveryCodes } from './core/recovery.js';
 import type { Store } from './core/store.js';
 import type { UserSessions } from './core/sessions.js';
+import type { FirstFactor } from './core/first-factor.js';
 
 /** What main.ts wires together and hands to every front and plugin. */
 export interface AppContext {
@@ -29,8 +30,10 @@ export interface AppContext {
   users: UserService;
   otp: OtpChecker;
   audit: Audit;
-  /** The configured directories (first factor, users, groups). */
+  /** The configured directories (users, groups; their passwords only through firstFactor). */
   directory: Directories;
+  /** The first factor every front calls: account resolution, the throttle, the bounded password check. */
+  firstFactor: FirstFactor;
   login: LoginService;
   devices: DeviceService;
   push: PushService;

@@ -8,6 +8,9 @@ import createLocalDirectory from '../plugins/directory-local/index.js';
 import createLdapDirectory from '../plugins/directory-ldap/index.js';
 import { Directories } from './core/directories.js';
 import { UserSessions } from './core/sessions.js';
+import { CheckGate } from './core/check-gate.js';
+import { FirstFactor } from './core/first-factor.js';
+import { FirstFactorThrottle } from './core/throttle.js';
 import createFcmTransport from '../plugins/push-fcm/index.js';
 import createApnsTransport from '../plugins/push-apns/index.js';
 import createWebPushTransport, { storedVapidKeys, type WebPushTransport } from '../plugins/push-webpush/index.js';
@@ -227,7 +230,22 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       sendTimeoutMs: config.push.sendTimeoutMs,
     },
   );
-  const login = new LoginService(engine, users, otp, directory, push, config.policy);
+  const ff = config.firstFactor;
+  const firstFactor = new FirstFactor(
+    directory,
+    new FirstFactorThrottle(store, {
+      perSource: ff.perSourceFailures,
+      perAccount: ff.perAccountFailures,
+      windowMs: ff.windowMinutes * 60_000,
+      knownMs: ff.knownSourceDays * 86_400_000,
+      perAddressPerMinute: ff.perAddressFailuresPerMinute,
+      sharedPerMinute: ff.sharedSourceFailuresPerMinute,
+      maxDelayMs: ff.knownSourceMaxDelaySeconds * 1000,
+    }),
+    new CheckGate({ concurrent: ff.concurrentChecks, queued: ff.queuedChecks, perSource: ff.checksPerAddress, sharedPerSource: ff.checksPerSharedSource }),
+    log.child({ component: 'first-factor' }),
+  );
+  const login = new LoginService(engine, users, otp, directory, firstFactor, push, config.policy);
   const passkeys = new Passkeys(store, clock, {
     rpName: config.passkeys.rpName,
     publicUrl: config.http.publicUrl ?? '',
@@ -259,7 +277,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   });
   const ctx: AppContext = {
     config, log, clock, store, box, engine, users, otp, audit, directory, login, devices, push, metrics, webPush,
-    recovery, otpEnrolments, invitations, passkeys, sessions: new UserSessions(clock),
+    recovery, otpEnrolments, invitations, passkeys, sessions: new UserSessions(clock), firstFactor,
     fronts: { http: 'starting', ...(config.oidc.enabled ? { oidc: 'starting' } : {}), ...(config.radius.enabled ? { radius: 'starting' } : {}) },
   };
 

@@ -534,6 +534,11 @@ export default function createLdapDirectory(config: LdapDirectoryConfig, deps: L
       }
     },
 
+    async identify(login) {
+      const found = await findEntries(login);
+      const entry = found.entries.length === 1 ? found.entries[0]! : undefined;
+      return (entry && identity(entry)?.login) || null;
+    },
     async lookup(login) {
       const found = await findEntries(login);
       const entry = found.entries.length === 1 ? found.entries[0]! : undefined;

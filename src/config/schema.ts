@@ -253,6 +253,21 @@ export const configSchema = z.object({
     .object({
       /** The Windows logon bridge and the privacyIDEA-compatible /validate endpoints. */
       enabled: z.boolean().default(true),
+      /**
+       * Servers that call the privacyIDEA-compatible endpoints for their users (privacyIDEA's
+       * FreeRADIUS plugin, Keycloak and ADFS providers), as addresses or CIDR blocks: their
+       * `client` parameter (the end user's address) is believed, so the first-factor throttle
+       * keys on the user's address, not on the server's. A caller with a bridge credential is
+       * trusted the same way. Without `client`, such a caller speaks for many users.
+       */
+      trustedCallers: z
+        .array(
+          z.string().superRefine((v, c) => {
+            const problem = addressBlockProblem(v);
+            if (problem) c.addIssue({ code: 'custom', message: problem });
+          }),
+        )
+        .default([]),
     })
     .prefault({}),
   oidc: z
@@ -381,6 +396,36 @@ export const configSchema = z.object({
         })
         .refine((w) => (w.publicKey === undefined) === (w.privateKey === undefined), 'push.webpush needs both publicKey and privateKey, or neither')
         .prefault({}),
+    })
+    .prefault({}),
+  /**
+   * The first factor (src/core/first-factor.ts), the same for every front: the throttle of failed
+   * passwords and the bound on password checks running at once. Failures count per account
+   * (realm and case folded) across all fronts, per account and source, and per source address.
+   */
+  firstFactor: z
+    .object({
+      /** Failed passwords for one account from one source before that source waits out the window; a source that signed the account in before is slowed instead. */
+      perSourceFailures: z.number().int().min(1).max(10_000).default(10),
+      /** Failed passwords for one account from all sources before sources that never signed it in wait out the window. */
+      perAccountFailures: z.number().int().min(1).max(100_000).default(100),
+      windowMinutes: z.number().int().min(1).max(24 * 60).default(15),
+      /** How long a source that signed an account in stays its usual place (never held, served first). */
+      knownSourceDays: z.number().int().min(1).max(365).default(30),
+      /** The most a usual place is slowed per check past perSourceFailures (1 s, doubled per further failure). */
+      knownSourceMaxDelaySeconds: z.number().int().min(1).max(60).default(8),
+      /** Failed passwords from one source address (any account) in a minute before it waits the minute. */
+      perAddressFailuresPerMinute: z.number().int().min(1).max(100_000).default(10),
+      /** The same for a source that speaks for many users: a NAS without Calling-Station-Id, a trusted privacyIDEA caller without `client`. */
+      sharedSourceFailuresPerMinute: z.number().int().min(1).max(1_000_000).default(300),
+      /** Password checks (scrypt, or a directory bind) running at once in one process. */
+      concurrentChecks: z.number().int().min(1).max(256).default(4),
+      /** Checks waiting for a slot before more are refused at once (503). */
+      queuedChecks: z.number().int().min(0).max(10_000).default(64),
+      /** Checks one source address may have running or waiting (429 beyond); a usual place is not bound by it. */
+      checksPerAddress: z.number().int().min(1).max(256).default(2),
+      /** The same for a source that speaks for many users. */
+      checksPerSharedSource: z.number().int().min(1).max(1024).default(16),
     })
     .prefault({}),
   passwords: z

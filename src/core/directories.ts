@@ -81,6 +81,40 @@ export class Directories {
     return this.list;
   }
 
+  /** Canonical names of '@' logins (UPN, mail) as a directory resolved them: 5 minutes, at most 10,000. */
+  private identified = new Map<string, { key: string; until: number }>();
+
+  /**
+   * The throttle's name for the account a login means: the directory's login name (sAMAccountName,
+   * uid, the local name) in lower case, whatever realm or case was typed, so `bob`, `BOB`,
+   * `CORP\bob` and `bob@corp.example.org` share one budget. A name without '@' tells it at once;
+   * a UPN or mail login (whose local part may differ from the login name) is looked up in the
+   * directories that may hold it, and remembered for a few minutes. A login nobody knows keeps
+   * its own folded name: its failures still count, against nobody real.
+   */
+  accountKey(login: string): string | Promise<string> {
+    const { bare } = realmOf(login);
+    const folded = bare.toLowerCase();
+    if (!login.includes('@')) return folded;
+    const now = this.clock.now();
+    const cached = this.identified.get(login.toLowerCase());
+    if (cached && cached.until > now) return cached.key;
+    return (async () => {
+      let key = folded;
+      for (const d of this.candidates(login)) {
+        if (!d.identify) continue;
+        const canonical = await d.identify(login).catch(() => null);
+        if (canonical) {
+          key = canonical.toLowerCase();
+          break;
+        }
+      }
+      if (this.identified.size >= 10_000) this.identified.clear();
+      this.identified.set(login.toLowerCase(), { key, until: now + 5 * 60_000 });
+      return key;
+    })();
+  }
+
   byName(name: string): Directory | undefined {
     return this.list.find((d) => d.name === name);
   }

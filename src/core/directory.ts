@@ -57,6 +57,12 @@ export interface Directory {
    * unknown login costs about what a wrong password does.
    */
   verify(login: string, password: string): Promise<VerifyResult>;
+  /**
+   * The login name (sAMAccountName, uid) of the account a login such as a UPN or an e-mail
+   * address means, or null when nobody has it: one search, no groups. For the throttle, which
+   * must count `robert.smith@corp.example.org` and `bob` as the one account they are.
+   */
+  identify?(login: string): Promise<string | null>;
   /** Finds a user without a password (sync, enablement by group, account state at login). */
   lookup(login: string): Promise<DirectoryUser | null>;
   /** Every user, or a group's members (nested), page by page. */

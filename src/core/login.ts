@@ -10,6 +10,7 @@ import { passkeyAmr, type AuthenticationResponseJSON, type Passkeys } from './pa
 import type { UserRecord } from './store.js';
 import type { PushService } from './push-service.js';
 import type { UserService } from './users.js';
+import type { FirstFactor, FirstFactorSource } from './first-factor.js';
 
 export interface BeginOptions {
   deadlineMs?: number;
@@ -23,6 +24,8 @@ export interface BeginOptions {
   requireSecondFactor?: boolean;
   /** The front runs in a browser and can ask for a passkey (OIDC, the console); RADIUS and the bridge cannot. */
   webauthn?: boolean;
+  /** Where the sign-in comes from, for the first-factor throttle when a password is given (default: the origin's address). */
+  source?: FirstFactorSource;
 }
 
 /** The method an approved passkey login records: `passkey-` after a password, `passwordless-` alone; then hwk or swk. */
@@ -59,6 +62,7 @@ export class LoginService extends EventEmitter<{ otpFailure: [string]; pushFaile
     private users: UserService,
     private otp: OtpChecker,
     private directory: Directories,
+    private firstFactor: FirstFactor,
     private push?: PushService,
     private defaultPolicy: AccessPolicy = {},
   ) {
@@ -83,7 +87,7 @@ export class LoginService extends EventEmitter<{ otpFailure: [string]; pushFaile
 
   /** `begin`, telling a front that shows the second step why a wanted push was not sent. */
   async open(user: string, password: string | null, origin: Origin, opts: BeginOptions = {}): Promise<Opened> {
-    const { name, record, secondFactor, noFactor } = await this.admit(user, password, opts);
+    const { name, record, secondFactor, noFactor } = await this.admit(user, password, { source: { front: origin.front, address: origin.ip ?? '' }, ...opts });
     if (secondFactor === 'not-required') return { challenge: await this.firstFactorOnly(name, origin, opts) };
     const factors: Factor[] = record.otpEnabled && record.otpSecret && opts.only !== 'push' ? ['otp'] : [];
     // Every refusal that sends nothing comes before the push is counted: only a push that
@@ -137,7 +141,7 @@ export class LoginService extends EventEmitter<{ otpFailure: [string]; pushFaile
   private async admit(user: string, password: string | null, opts: BeginOptions, known?: UserRecord | null) {
     let name = user;
     if (password !== null) {
-      const verified = await this.directory.verify(user, password);
+      const verified = await this.firstFactor.check({ login: user, passwords: [password], source: opts.source ?? { front: 'api', address: '' } });
       if (!verified.ok) throw firstFactorError(verified);
       name = verified.name;
     }

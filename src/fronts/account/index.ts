@@ -4,7 +4,6 @@ import { z } from 'zod';
 import { CountersignError } from '../../core/errors.js';
 import { firstFactorError, groupsOf } from '../../core/directories.js';
 import { mayEnrolAtSignIn } from '../../core/policy.js';
-import { FirstFactorThrottle } from '../../core/throttle.js';
 import { mountStaticPages } from '../web/static.js';
 import { stateAfterWait } from '../../http/long-poll.js';
 import { parse, userName } from '../../http/validate.js';
@@ -45,7 +44,6 @@ export function mountAccount(app: Express, ctx: AppContext): void {
   const passkeys = passkeysOf(ctx);
   const api = express.Router();
   api.use(express.json({ limit: '64kb' }));
-  const throttle = new FirstFactorThrottle(ctx.store, 'account');
   const record = (action: string, req: Request, user: string, detail: Record<string, unknown> = {}) =>
     void ctx.audit.record({ at: ctx.clock.now(), type: 'account', actor: user, user, ip: req.ip, detail: { action, ...detail } });
 
@@ -65,20 +63,11 @@ export function mountAccount(app: Express, ctx: AppContext): void {
       z.object({ user: userName, password: z.string().min(1).max(1024), invite: z.string().min(16).max(128).optional() }).strict(),
       req.body,
     );
-    if ((await ctx.store.guards.hit(`account-login:${req.ip}`, 60_000)) > 20) {
-      throw new CountersignError(429, 'too_many_attempts', 'too many sign-in attempts; wait a minute');
-    }
-    const source = req.ip ?? '';
-    await throttle.check(body.user, source);
-    const verified = await ctx.directory.verify(body.user, body.password);
+    const verified = await ctx.firstFactor.check({ login: body.user, passwords: [body.password], source: { front: 'account', address: req.ip ?? '' } });
     if (!verified.ok) {
-      if (verified.reason === 'invalid') {
-        await throttle.failed(body.user, source);
-        throw new CountersignError(401, 'first_factor_failed', 'Wrong user name or password.');
-      }
+      if (verified.reason === 'invalid') throw new CountersignError(401, 'first_factor_failed', 'Wrong user name or password.');
       throw firstFactorError(verified);
     }
-    await throttle.succeeded(body.user, source);
     const name = verified.name;
     if (body.invite) {
       await ctx.invitations.redeem(body.invite, name);

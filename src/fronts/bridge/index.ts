@@ -104,7 +104,8 @@ export function mountBridgeApi(app: Express, ctx: AppContext, credentials: Bridg
         ip: body.ip ?? req.ip,
         userAgent: `${body.scenario}${body.domain ? ` ${body.domain}` : ''} via ${cred.name}`,
         via: cred.name,
-      }, { policy: cred.policy });
+        // The workstation is where the user sits: the first-factor throttle's source, under its credential.
+      }, { policy: cred.policy, source: { front: 'bridge', address: `${cred.name}/${body.workstation.toLowerCase()}` } });
       res.status(201);
       return view(c);
     },

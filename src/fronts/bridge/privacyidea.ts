@@ -1,10 +1,12 @@
+import { isIP } from 'node:net';
 import express, { type Express, type Request, type Response } from 'express';
 import { z } from 'zod';
 import type { Challenge, Origin } from '../../core/challenge.js';
 import { CountersignError } from '../../core/errors.js';
 import { userName } from '../../http/validate.js';
 import type { AppContext } from '../../context.js';
-import { FirstFactorThrottle } from '../../core/throttle.js';
+import { AddressBlocks, plainAddress } from '../../core/addresses.js';
+import type { FirstFactorSource } from '../../core/first-factor.js';
 import { firstFactorError } from '../../core/directories.js';
 import type { BridgeCredential, BridgeCredentials } from './credentials.js';
 
@@ -64,8 +66,10 @@ export function mountPrivacyIdeaApi(app: Express, ctx: AppContext, credentials: 
     transaction_id: z.string().max(64).optional(),
     /** The FreeRADIUS plugin sends the Access-Challenge's State back under this name. */
     state: z.string().max(64).optional(),
+    /** The end user's address, believed from trusted callers only (sourceOf). */
+    client: z.string().max(64).optional(),
   });
-  const throttle = new FirstFactorThrottle(ctx.store, 'privacyidea');
+  const trusted = new AddressBlocks(ctx.config.bridge.trustedCallers);
   /** A login opened here, whatever credential (if any) opened it. */
   const opened = (c: Challenge | null): c is Challenge => Boolean(c && c.origin.front === 'bridge' && c.origin.via?.startsWith(VIA));
   /** privacyIDEA clients send the /auth token bare in Authorization; ours may add Bearer. */
@@ -98,19 +102,24 @@ export function mountPrivacyIdeaApi(app: Express, ctx: AppContext, credentials: 
     };
   };
 
-  const limited = async (req: Request) => (await ctx.store.guards.hit(`pi:${req.ip}`, 60_000)) > 300;
+  /**
+   * A cap on requests of any kind per caller (polls included), apart from the first factor's own
+   * limits; callers listed in bridge.trustedCallers speak for all their users and are not capped.
+   */
+  const limited = async (req: Request) => !trusted.has(req.ip) && (await ctx.store.guards.hit(`pi:${req.ip}`, 60_000)) > 300;
 
-  const originOf = (req: Request, cred: BridgeCredential | null): Origin => ({
+  const originOf = (req: Request, cred: BridgeCredential | null, source?: FirstFactorSource): Origin => ({
     front: 'bridge',
     // Shown on the phone: it comes from the credential, never from what the request says.
     client: cred ? credentials.label(cred) : 'privacyIDEA client',
-    ip: req.ip,
+    // The user's own address when a trusted caller passed it, else the caller's.
+    ip: source && !source.shared ? source.address : req.ip,
     userAgent: req.get('user-agent')?.slice(0, 200),
     via: cred ? `${VIA}:${cred.name}` : VIA,
   });
 
-  const trigger = async (req: Request, res: Response, user: string, cred: BridgeCredential | null) => {
-    const c = await ctx.login.begin(user, null, originOf(req, cred), { policy: cred?.policy });
+  const trigger = async (req: Request, res: Response, user: string, cred: BridgeCredential | null, origin = originOf(req, cred)) => {
+    const c = await ctx.login.begin(user, null, origin, { policy: cred?.policy });
     // The policy lets this user in on the first factor alone.
     if (c.state === 'approved') return accepted(res, c.user);
     return answer(res, 'CHALLENGE', challengeDetail(c));
@@ -119,45 +128,56 @@ export function mountPrivacyIdeaApi(app: Express, ctx: AppContext, credentials: 
   const wrongPin = (res: Response) => answer(res, 'REJECT', { message: 'wrong otp pin' });
 
   /**
+   * Where the end user is, for the first-factor throttle. A trusted caller (a bridge credential,
+   * or an address in bridge.trustedCallers: privacyIDEA's FreeRADIUS plugin, a Keycloak or ADFS
+   * server) passes the user's address as `client`, as privacyIDEA takes it from such callers;
+   * without one it speaks for all its users (a larger budget, and a victim's usual place is
+   * still never held). Anyone else is their own address: `client` from them is ignored.
+   */
+  const sourceOf = (req: Request, cred: BridgeCredential | null, client?: string): FirstFactorSource => {
+    const caller = plainAddress(req.ip ?? '');
+    if (!cred && !trusted.has(caller)) return { front: 'privacyidea', address: caller };
+    if (client && isIP(client)) return { front: 'privacyidea', address: plainAddress(client) };
+    return { front: 'privacyidea', address: caller, shared: true };
+  };
+
+  /**
    * Step one with the first factor: `pass` is the password followed by the code (tried
    * first, when it ends in digits), or the password alone (a challenge is opened). One
-   * answer for an unknown user, a wrong password and a user without a second factor.
+   * answer for an unknown user, a wrong password and a user without a second factor; both
+   * readings are one attempt for the throttle.
    */
-  const firstFactor = async (req: Request, res: Response, user: string, pass: string, cred: BridgeCredential | null) => {
-    const source = req.ip ?? '';
-    await throttle.check(user, source);
+  const firstFactor = async (req: Request, res: Response, user: string, pass: string, cred: BridgeCredential | null, client?: string) => {
+    const source = sourceOf(req, cred, client);
     const digits = (await ctx.store.users.get(user))?.otpDigits ?? 6;
     const split = new RegExp(`^(.+?)(\\d{${digits}})$`, 's').exec(pass);
-    // The password followed by the code first, then the whole as the password: one check each.
+    // The password followed by the code first, then the whole as the password.
     const candidates: { password: string; code?: string }[] = split ? [{ password: split[1]!, code: split[2]! }, { password: pass }] : [{ password: pass }];
-    for (const candidate of candidates) {
-      const verified = await ctx.directory.verify(user, candidate.password);
-      if (!verified.ok && verified.reason === 'invalid') continue;
-      if (!verified.ok) {
-        if (verified.reason === 'unavailable') throw firstFactorError(verified);
-        // The password was right, and the account cannot sign in as it is: say why.
-        await throttle.succeeded(user, source);
-        return answer(res, 'REJECT', { message: verified.message });
-      }
-      await throttle.succeeded(user, source);
-      if (candidate.code === undefined) {
-        try {
-          return await trigger(req, res, verified.name, cred);
-        } catch (err) {
-          if (err instanceof CountersignError && err.code === 'no_second_factor') return wrongPin(res);
-          throw err;
-        }
-      }
+    const verified = await ctx.firstFactor.check({ login: user, passwords: candidates.map((c) => c.password), source });
+    if (!verified.ok) {
+      if (verified.reason === 'unavailable') throw firstFactorError(verified);
+      if (verified.reason === 'invalid' || verified.reason === 'account_locked') return wrongPin(res);
+      // The password was right, and the account cannot sign in as it is: say why.
+      return answer(res, 'REJECT', { message: verified.message });
+    }
+    const origin = originOf(req, cred, source);
+    const { code } = candidates[verified.reading]!;
+    if (code === undefined) {
       try {
-        await ctx.login.otpOnce(verified.name, candidate.code, originOf(req, cred));
+        return await trigger(req, res, verified.name, cred, origin);
       } catch (err) {
-        if (err instanceof CountersignError && err.status < 500 && err.code !== 'otp_locked') return wrongPin(res);
+        if (err instanceof CountersignError && err.code === 'no_second_factor') return wrongPin(res);
         throw err;
       }
-      return accepted(res, verified.name);
     }
-    await throttle.failed(user, source);
-    return wrongPin(res);
+    try {
+      // The credential's group policy holds on this path too, as on every other.
+      await ctx.login.otpOnce(verified.name, code, origin, cred?.policy);
+    } catch (err) {
+      if (err instanceof CountersignError && err.status < 500 && err.code !== 'otp_locked' && err.code !== 'not_allowed') return wrongPin(res);
+      throw err;
+    }
+    return accepted(res, verified.name);
   };
 
   /** Answers every failure in privacyIDEA's words; nothing here approves. */
@@ -182,7 +202,7 @@ export function mountPrivacyIdeaApi(app: Express, ctx: AppContext, credentials: 
     guarded(async (req, res) => {
       const p = input.safeParse(params(req));
       if (!p.success) return fail(res, 400, 905, `Missing or invalid parameter: ${p.error.issues.map((i) => i.path.join('.')).join(', ')}`);
-      const { user, pass } = p.data;
+      const { user, pass, client } = p.data;
       const tid = p.data.transaction_id || p.data.state;
       if (!tid) {
         let cred: BridgeCredential | null;
@@ -191,15 +211,17 @@ export function mountPrivacyIdeaApi(app: Express, ctx: AppContext, credentials: 
         } catch {
           return fail(res, 401, 4033, 'Authentication failure. Missing or invalid Authorization header.');
         }
-        if (cred && pass === '') return trigger(req, res, user, cred);
+        const origin = originOf(req, cred, sourceOf(req, cred, client));
+        if (cred && pass === '') return trigger(req, res, user, cred, origin);
         if (cred && /^\d{6,8}$/.test(pass)) {
-          // The credential provider checked the Windows password: the code is the second factor.
-          await ctx.login.otpOnce(user, pass, originOf(req, cred));
+          // The credential provider checked the Windows password: the code is the second factor,
+          // and the credential's group policy holds as on every other path.
+          await ctx.login.otpOnce(user, pass, origin, cred.policy);
           return accepted(res, user);
         }
         // Without a credential an empty pass proves nothing: nothing is opened or counted.
         if (pass === '') return wrongPin(res);
-        return firstFactor(req, res, user, pass, cred);
+        return firstFactor(req, res, user, pass, cred, client);
       }
       const c = /^[A-Za-z0-9_-]{16,64}$/.test(tid) ? await ctx.engine.get(tid) : null;
       if (!opened(c) || c.user !== user) return answer(res, 'REJECT', { message: 'no matching challenge for this user' });

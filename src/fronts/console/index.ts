@@ -2,7 +2,6 @@ import express, { type Express, type Request, type Response } from 'express';
 import { z } from 'zod';
 import { CountersignError } from '../../core/errors.js';
 import { firstFactorError } from '../../core/directories.js';
-import { FirstFactorThrottle } from '../../core/throttle.js';
 import { mountStaticPages } from '../web/static.js';
 import { stateAfterWait } from '../../http/long-poll.js';
 import { parse, userName } from '../../http/validate.js';
@@ -27,19 +26,12 @@ export function mountConsole(app: Express, ctx: AppContext, sessions: BrowserSes
   const signIns = new PendingSignIns(ctx, 'console-login', LOGIN_COOKIE);
   const pendingLogin = (req: Request) => signIns.get(req);
 
-  const throttle = new FirstFactorThrottle(ctx.store, 'console');
+  // Caller: anonymous. The password through the first-factor step every front shares (throttle,
+  // bounded checks), then the administrator's own second factor.
   api.post('/login', async (req, res) => {
     const body = parse(z.object({ user: userName, password: z.string().min(1).max(1024) }).strict(), req.body);
-    if ((await ctx.store.guards.hit(`console-login:${req.ip}`, 60_000)) > 20) {
-      throw new CountersignError(429, 'too_many_attempts', 'too many sign-in attempts; wait a minute');
-    }
-    const source = req.ip ?? '';
-    await throttle.check(body.user, source);
-    const verified = await ctx.directory.verify(body.user, body.password);
-    if (!verified.ok) {
-      if (verified.reason === 'invalid') await throttle.failed(body.user, source);
-      else throw firstFactorError(verified);
-    } else await throttle.succeeded(body.user, source);
+    const verified = await ctx.firstFactor.check({ login: body.user, passwords: [body.password], source: { front: 'console', address: req.ip ?? '' } });
+    if (!verified.ok && verified.reason !== 'invalid' && verified.reason !== 'account_locked') throw firstFactorError(verified);
     const u = verified.ok ? await ctx.store.users.get(verified.name) : null;
     if (!u || !u.role) throw new CountersignError(401, 'first_factor_failed', 'wrong user name or password, or no console access');
     let c;

@@ -5,7 +5,6 @@ import { errors } from 'oidc-provider';
 import type { Challenge } from '../../core/challenge.js';
 import { CountersignError } from '../../core/errors.js';
 import { whyNoPush } from '../../core/push-service.js';
-import { FirstFactorThrottle } from '../../core/throttle.js';
 import type { AppContext } from '../../context.js';
 import { idDigest } from './adapter.js';
 import type { OidcClients } from './clients.js';
@@ -65,7 +64,6 @@ export function mountOidc(app: Express, ctx: AppContext, clients: OidcClients) {
     if (!provider) throw new CountersignError(503, 'not_ready', 'Sign-in is starting; try again in a moment.');
     return provider.interactionDetails(req, res);
   };
-  const throttle = new FirstFactorThrottle(ctx.store, 'oidc');
   const stepKey = (uid: string) => `oidc-ix:${idDigest(uid)}`;
   const stepOf = async (uid: string): Promise<Step | null> => {
     const raw = await ctx.store.kv.get(stepKey(uid));
@@ -174,25 +172,20 @@ export function mountOidc(app: Express, ctx: AppContext, clients: OidcClients) {
       );
     };
     if (!user || user.length > 128 || password.length > 1024) return again('Enter your user name and password.', 400);
-    if ((await ctx.store.guards.hit(`oidc-login:${req.ip}`, 60_000)) > 30) return again('Too many attempts; wait a minute.', 429);
-    const source = req.ip ?? '';
+    let verified;
     try {
-      await throttle.check(user, source);
-    } catch {
-      return again('Too many failed sign-ins for this account; wait a few minutes.', 429);
+      verified = await ctx.firstFactor.check({ login: user, passwords: [password], source: { front: 'oidc', address: req.ip ?? '' } });
+    } catch (err) {
+      // Too many failures for this account or from this address, or too many checks at once.
+      if (err instanceof CountersignError && (err.status === 429 || err.code === 'busy')) return again(`${err.message[0]!.toUpperCase()}${err.message.slice(1)}.`, err.status);
+      throw err;
     }
-    const verified = await ctx.directory.verify(user, password);
     if (!verified.ok) {
-      if (verified.reason === 'invalid') {
-        await throttle.failed(user, source);
-        return again('Wrong user name or password.', 401);
-      }
+      if (verified.reason === 'invalid' || verified.reason === 'account_locked') return again('Wrong user name or password.', 401);
       // The directory cannot be asked, or the password was right and the account cannot sign in
       // as it is (password expired, disabled…): say which, on the page, never "wrong password".
-      if (verified.reason !== 'unavailable') await throttle.succeeded(user, source);
       return again(verified.message, verified.reason === 'unavailable' ? 503 : 403);
     }
-    await throttle.succeeded(user, source);
     const name = verified.name;
 
     let c: Challenge;

@@ -5,6 +5,8 @@ import type { Challenge } from '../../core/challenge.js';
 import { EngineStoppedError } from '../../core/engine.js';
 import { CountersignError } from '../../core/errors.js';
 import type { BeginOptions } from '../../core/login.js';
+import type { FirstFactorSource } from '../../core/first-factor.js';
+import type { ThrottleState } from '../../core/throttle.js';
 import type { UserRecord } from '../../core/store.js';
 import { whyNoPush } from '../../core/push-service.js';
 import type { AppContext } from '../../context.js';
@@ -58,6 +60,10 @@ interface Request {
   key: string;
   /** The User-Name's record, read with the dedupe lease where a code may come with the request. */
   early?: Promise<UserRecord | null | undefined>;
+  /** Where the user is, for the first-factor throttle: Calling-Station-Id, else the NAS (for many users). */
+  source: FirstFactorSource;
+  /** The throttle's state for this user and source, read with the dedupe lease where a password is checked. */
+  throttle?: Promise<ThrottleState>;
 }
 
 /** Answers to one Access-Challenge (codes, or Enter to check the push) before the login ends. */
@@ -93,6 +99,15 @@ interface BoundState {
 
 /** Stops handling a request without answering (the NAS may retransmit). */
 class Drop extends Error {}
+
+/**
+ * Where the user is, for the first-factor throttle: Calling-Station-Id (VPN gear puts the user's
+ * public address there, Wi-Fi the station), else the NAS itself, which then speaks for many users.
+ */
+function sourceOf(client: RadiusClient, callingStationId: string | undefined): FirstFactorSource {
+  const station = callingStationId?.trim().toLowerCase().slice(0, 64);
+  return station ? { front: 'radius', address: station } : { front: 'radius', address: `nas:${client.name}`, shared: true };
+}
 
 const why: Record<string, string> = {
   expired: 'No answer in time; the login was denied',
@@ -250,6 +265,7 @@ export class RadiusFront {
       state: decoded.state,
       origin: { front: 'radius', client: client.name, ip: decoded.callingStationId || address, userAgent: decoded.nasIdentifier },
       key,
+      source: sourceOf(client, decoded.callingStationId),
     };
     const send = peer.send;
 
@@ -274,6 +290,12 @@ export class RadiusFront {
       // share that answer (RedisUsers keeps reads that recent), one round trip less.
       if (req.password !== undefined && !req.state && (client.mode === 'append' || client.secondFactorOnly)) {
         req.early = this.ctx.store.users.get(user).catch(() => undefined);
+      }
+      // Where a password will be checked, the throttle's state leaves in the same write too.
+      if (!req.state && !client.secondFactorOnly && (req.password !== undefined || client.upstream)) {
+        req.throttle = this.ctx.firstFactor.prefetch(user, req.source);
+        // Awaited only if the request gets that far; a store failure is handled there.
+        req.throttle?.catch(() => {});
       }
       seen = await this.ctx.store.kv.setIfAbsent(seenKey, JSON.stringify({ s: 'processing' } satisfies Seen), lease);
     } catch {
@@ -429,8 +451,8 @@ export class RadiusFront {
       const { client } = req;
       if (client.secondFactorOnly) return await this.secondFactorOnly(req, req.password);
       if (client.mode === 'append') return await this.append(req, req.password);
-      const refused = await this.firstFactor(req, req.password);
-      if (refused) return refused;
+      const checked = await this.firstFactor(req, [req.password]);
+      if ('refused' in checked) return checked.refused;
       return client.mode === 'challenge' ? await this.challenge(req) : await this.pushWait(req);
     } catch (err) {
       return this.failure(err);
@@ -438,18 +460,29 @@ export class RadiusFront {
   }
 
   /**
-   * Checks a password with the directories; null when it passed (req.account names the user's
-   * record), else the reject to send. A right password on an account that cannot sign in as it
-   * is (expired password, disabled) hears why, never "wrong password".
+   * The first factor of this request, through the step every front shares (src/core/first-factor.ts):
+   * the readings of the typed text (append tries up to three) are one attempt for the throttle,
+   * checked by the directories or, for a client that names one, the upstream server. The reading
+   * accepted (req.account names the user's record), or the reject to send: a right password on an
+   * account that cannot sign in as it is (expired password, disabled) hears why, never "wrong
+   * password"; a source that must wait hears that.
    */
-  private async firstFactor(req: Request, password: string): Promise<Reply | null> {
-    if (req.client.upstream) return this.upstreamFirstFactor(req, password);
-    const verified = await this.ctx.directory.verify(req.user, password);
-    if (verified.ok) {
-      req.account = verified.name;
-      return null;
+  private async firstFactor(req: Request, passwords: (string | undefined)[]): Promise<{ reading: number } | { refused: Reply }> {
+    try {
+      if (req.client.upstream) return await this.upstreamFirstFactor(req, passwords);
+      const verified = await this.ctx.firstFactor.check({ login: req.user, passwords: passwords as string[], source: req.source, early: req.throttle });
+      if (verified.ok) {
+        req.account = verified.name;
+        return { reading: verified.reading };
+      }
+      const invalid = verified.reason === 'invalid';
+      return { refused: { code: 'Access-Reject', message: invalid ? 'Wrong user name or password' : verified.message, reason: invalid ? 'first_factor_failed' : verified.reason } };
+    } catch (err) {
+      if (err instanceof CountersignError && (err.status === 429 || err.code === 'busy')) {
+        return { refused: { code: 'Access-Reject', message: `${err.message[0]!.toUpperCase()}${err.message.slice(1)}`, reason: err.status === 429 ? 'throttled' : 'busy' } };
+      }
+      throw err;
     }
-    return { code: 'Access-Reject', message: verified.reason === 'invalid' ? 'Wrong user name or password' : verified.message, reason: verified.reason === 'invalid' ? 'first_factor_failed' : verified.reason };
   }
 
   /**
@@ -460,8 +493,9 @@ export class RadiusFront {
    */
   private async viaUpstream(req: Request): Promise<Reply> {
     if (req.client.mode === 'append' && req.password !== undefined) return this.withCarried(req, await this.append(req, req.password));
-    const refused = await this.upstreamFirstFactor(req);
-    if (refused) return refused;
+    // The NAS's credentials as they came (PAP, CHAP, MS-CHAP): one reading.
+    const checked = await this.firstFactor(req, [undefined]);
+    if ('refused' in checked) return checked.refused;
     if (req.client.mode !== 'challenge') {
       await this.keepCarriedForRetransmit(req);
       return this.withCarried(req, await this.pushWait(req));
@@ -472,10 +506,27 @@ export class RadiusFront {
   }
 
   /**
+   * The readings forwarded to the upstream one by one, under the first-factor throttle like a
+   * directory's check: an upstream reject is a failure, an upstream that does not answer is none.
+   */
+  private async upstreamFirstFactor(req: Request, passwords: (string | undefined)[]): Promise<{ reading: number } | { refused: Reply }> {
+    return this.ctx.firstFactor.guarded<{ reading: number } | { refused: Reply }>(req.user, req.source, req.throttle, async () => {
+      let last: Reply | undefined;
+      for (const [reading, password] of passwords.entries()) {
+        const refused = await this.upstreamCheck(req, password);
+        if (!refused) return { result: { reading }, outcome: 'accepted' };
+        last = refused;
+        if (refused.reason !== 'first_factor_failed') return { result: { refused }, outcome: 'other' };
+      }
+      return { result: { refused: last! }, outcome: 'invalid' };
+    });
+  }
+
+  /**
    * Forwards the NAS's credentials (PAP with `password` in its place when given); null when the
    * upstream accepted, else the reject. Only a verified Access-Accept lets the login go on.
    */
-  private async upstreamFirstFactor(req: Request, password?: string): Promise<Reply | null> {
+  private async upstreamCheck(req: Request, password?: string): Promise<Reply | null> {
     const name = req.client.upstream!;
     const upstream = this.upstreams.get(name);
     const unavailable = (reason: string): Reply => ({ code: 'Access-Reject', message: 'The password server is unavailable; login denied', reason });
@@ -608,36 +659,26 @@ export class RadiusFront {
    */
   private async append(req: Request, typed: string): Promise<Reply> {
     const d = req.client.appendDelimiter;
-    const whole = { password: typed };
-    /** The readings of the typed text, in order; none when a form does not fit (code absent: push). */
-    const readings: (() => Promise<{ password: string; code?: string } | undefined>)[] = [
-      async () => {
-        const i = d ? typed.lastIndexOf(d) : -1;
-        const second = i >= 0 ? typed.slice(i + d.length) : '';
-        if (/^push$/i.test(second)) return { password: typed.slice(0, i) };
-        if (/^\d{6,8}$/.test(second)) return { password: typed.slice(0, i), code: second };
-      },
-      async () => {
-        const early = await req.early;
-        const digits = (early !== undefined ? early : await this.ctx.store.users.get(req.user))?.otpDigits ?? 6;
-        const m = new RegExp(`^(.*)(\\d{${digits}})$`, 's').exec(typed);
-        if (m) return { password: m[1]!, code: m[2]! };
-      },
-      async () => whole,
-    ];
-    const checked = new Set<string>();
-    let refused: Reply | undefined;
-    for (const read of readings) {
-      const r = await read();
-      // Each password once; a split never leaves an empty one (no directory takes it).
-      if (!r || checked.has(r.password) || (r !== whole && r.password === '')) continue;
-      checked.add(r.password);
-      refused = (await this.firstFactor(req, r.password)) ?? undefined;
-      if (!refused) return r.code === undefined ? this.pushWait(req) : this.otp(req, r.code);
-      if (refused.reason !== 'first_factor_failed') return refused;
-    }
-    // The whole text is always checked, so a refusal is at hand.
-    return refused!;
+    const readings: { password: string; code?: string }[] = [];
+    // Each password once; a split never leaves an empty one (no directory takes it).
+    const add = (r: { password: string; code?: string }, split = true) => {
+      if ((split && r.password === '') || readings.some((x) => x.password === r.password)) return;
+      readings.push(r);
+    };
+    const i = d ? typed.lastIndexOf(d) : -1;
+    const second = i >= 0 ? typed.slice(i + d.length) : '';
+    if (/^push$/i.test(second)) add({ password: typed.slice(0, i) });
+    else if (/^\d{6,8}$/.test(second)) add({ password: typed.slice(0, i), code: second });
+    const early = await req.early;
+    const digits = (early !== undefined ? early : await this.ctx.store.users.get(req.user))?.otpDigits ?? 6;
+    const m = new RegExp(`^(.*)(\\d{${digits}})$`, 's').exec(typed);
+    if (m) add({ password: m[1]!, code: m[2]! });
+    add({ password: typed }, false);
+    // All readings are one attempt for the throttle: a wrong password counts once, not three times.
+    const checked = await this.firstFactor(req, readings.map((r) => r.password));
+    if ('refused' in checked) return checked.refused;
+    const { code } = readings[checked.reading]!;
+    return code === undefined ? this.pushWait(req) : this.otp(req, code);
   }
 
   /** challenge: ask for the OTP or the push approval in an Access-Challenge bound to a State. */
