@@ -9,6 +9,7 @@ import { FAILURE_WORDS } from '../../core/directory.js';
 import { decide, mergePolicy, type AccessPolicy } from '../../core/policy.js';
 import { loggedOutPage, logoutPage } from './pages.js';
 import type { OidcClients } from './clients.js';
+import type { UserRecord } from '../../core/store.js';
 
 export const ACR_PWD = 'urn:countersign:pwd';
 export const ACR_MFA = 'urn:countersign:mfa';
@@ -71,6 +72,15 @@ export const WEAKER_THAN_ASKED = 'This application requires your own second fact
 export const CIBA_REFUSED = 'this user cannot be asked to approve a sign-in';
 
 /**
+ * Whether this client's group policy (over the default) lets the user sign in at all, and the
+ * directory (or its last sync) still has the account active.
+ */
+function admits(ctx: AppContext, record: UserRecord | null, client: unknown): record is UserRecord {
+  if (!record || (record.directoryState && record.directoryState !== 'active')) return false;
+  return decide(groupsOf(record), mergePolicy(ctx.config.policy, clientPolicy(client))).allowed;
+}
+
+/**
  * oidc-provider reuses a session for any client (single sign-on) as long as
  * someone is logged in; this makes the login prompt come back whenever the
  * session's acr is weaker than this client and its acr_values need.
@@ -83,11 +93,7 @@ function interactionsPolicy(ctx: AppContext) {
       const { session, client, params, result } = kctx.oidc;
       if (!session?.accountId) return Check.NO_NEED_TO_PROMPT; // no_session asks for the login
       // Who may sign in here is this client's to say, also for a session another client began.
-      const record = await ctx.store.users.get(session.accountId);
-      const decision = decide(record ? groupsOf(record) : [], mergePolicy(ctx.config.policy, clientPolicy(client)));
-      if (!record || !decision.allowed || (record.directoryState && record.directoryState !== 'active')) {
-        throw new errors.AccessDenied(FAILURE_WORDS.not_allowed);
-      }
+      if (!admits(ctx, await ctx.store.users.get(session.accountId), client)) throw new errors.AccessDenied(FAILURE_WORDS.not_allowed);
       if (satisfies(acceptedAcrs(client, params?.acr_values, ctx.config.policy), session.acr)) return Check.NO_NEED_TO_PROMPT;
       // A login just finished and still falls short: prompting again would loop the browser.
       if (result?.login) throw new errors.AccessDenied(WEAKER_THAN_ASKED);
@@ -242,12 +248,13 @@ export async function createProvider(ctx: AppContext, clients: OidcClients, issu
       ciba: {
         enabled: true,
         deliveryModes: ['poll', 'ping'],
-        // Unknown users and users who cannot be pushed get the same answer; only the log tells them apart.
+        // Unknown users, users this client may not sign in (its group policy, as in the browser)
+        // and users who cannot be pushed get the same answer; only the log tells them apart.
         async processLoginHint(kctx, loginHint) {
           const user = loginHint ? await store.users.get(loginHint) : null;
-          const refusal = user ? await ctx.push.blocked(user) : null;
-          if (user && !refusal) return loginHint;
-          ctx.log.info({ client: kctx.oidc.client?.clientId, user: loginHint?.slice(0, 128), reason: refusal?.code ?? 'unknown_user' }, 'ciba: request refused');
+          const reason = !user ? 'unknown_user' : !admits(ctx, user, kctx.oidc.client) ? 'not_allowed' : (await ctx.push.blocked(user))?.code;
+          if (!reason) return loginHint;
+          ctx.log.info({ client: kctx.oidc.client?.clientId, user: loginHint?.slice(0, 128), reason }, 'ciba: request refused');
           throw new errors.AccessDenied(CIBA_REFUSED);
         },
         async validateBindingMessage(_kctx, bindingMessage) {
@@ -266,7 +273,9 @@ export async function createProvider(ctx: AppContext, clients: OidcClients, issu
               account.accountId,
               null,
               { front: 'oidc-ciba', client: client.clientId, ip: kctx.ip, userAgent: kctx.get('user-agent') || undefined },
-              { only: 'push', bindingMessage: request.params?.binding_message as string | undefined },
+              // The client's group policy, as in the browser; and, whatever that policy says about
+              // a password being enough, CIBA checked none: only the phone can approve.
+              { only: 'push', bindingMessage: request.params?.binding_message as string | undefined, policy: clientPolicy(client), requireSecondFactor: true },
             );
           } catch (err) {
             // Past processLoginHint only races and the push rate limit refuse; they answer alike too.
