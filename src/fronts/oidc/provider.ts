@@ -158,6 +158,13 @@ function pageHeaders(kctx: KoaContextWithOIDC): string {
   return nonce;
 }
 
+/**
+ * How long an interaction lives: every step of a sign-in (the password, a push within the
+ * challenge deadline, an enrolment at sign-in's 10 minutes) fits inside, and one nobody
+ * finishes, which anyone can open, is gone within minutes rather than an hour.
+ */
+export const interactionSeconds = (deadlineSeconds: number) => Math.max(15 * 60, deadlineSeconds + 5 * 60);
+
 export async function createProvider(ctx: AppContext, clients: OidcClients, issuer: string, interactionBase: string): Promise<Provider> {
   const { engine, login, store } = ctx;
   const deadlineSeconds = Math.floor(engine.opts.deadlineMs / 1000);
@@ -222,8 +229,10 @@ export async function createProvider(ctx: AppContext, clients: OidcClients, issu
     issueRefreshToken: async (_ctx, client) => client.grantTypeAllowed('refresh_token'),
     pkce: { required: () => true },
     ttl: {
-      Interaction: 3600,
-      Session: 8 * 3600,
+      Interaction: interactionSeconds(deadlineSeconds),
+      // A session nobody signed in to (an anonymous sign-out keeps its state in one) lives as
+      // long as an interaction: anyone may make one.
+      Session: (_kctx, session) => (session.accountId ? 8 * 3600 : interactionSeconds(deadlineSeconds)),
       Grant: 8 * 3600,
       AccessToken: 3600,
       AuthorizationCode: 60,
