@@ -58,6 +58,7 @@ export function mountOidc(app: Express, ctx: AppContext, clients: OidcClients) {
       'cache-control': 'no-store',
       'x-content-type-options': 'nosniff',
       'referrer-policy': 'no-referrer',
+      'x-frame-options': 'DENY',
     });
     return n;
   };

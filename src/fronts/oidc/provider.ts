@@ -7,7 +7,7 @@ import { storeAdapter } from './adapter.js';
 import { groupsOf } from '../../core/directories.js';
 import { FAILURE_WORDS } from '../../core/directory.js';
 import { decide, mergePolicy, type AccessPolicy } from '../../core/policy.js';
-import { loggedOutPage, logoutPage } from './pages.js';
+import { errorPage, loggedOutPage, logoutPage } from './pages.js';
 import type { OidcClients } from './clients.js';
 import type { UserRecord } from '../../core/store.js';
 
@@ -165,6 +165,59 @@ function pageHeaders(kctx: KoaContextWithOIDC): string {
  */
 export const interactionSeconds = (deadlineSeconds: number) => Math.max(15 * 60, deadlineSeconds + 5 * 60);
 
+/**
+ * Every URL oidc-provider builds (discovery's endpoints, the way back from an interaction, the
+ * sign-out form) comes from the request's scheme and host, which are the caller's to say (Host,
+ * X-Forwarded-Host and -Proto, an absolute request target); a shared cache would hand a forged
+ * answer to everyone. So the provider's requests know themselves only by the issuer, and take
+ * their address from Express, which trusts http.trustProxy's hops and no more (Koa's own proxy
+ * setting would take the left-most X-Forwarded-For entry, which the caller writes).
+ */
+function pinToIssuer(provider: Provider, issuer: string) {
+  const { origin, host, hostname, protocol } = new URL(issuer);
+  type Req = { originalUrl: string; href: string; req: { ip?: string }; socket: { remoteAddress?: string } };
+  Object.defineProperties(provider.request, {
+    protocol: { get: () => protocol.slice(0, -1) },
+    host: { get: () => host },
+    hostname: { get: () => hostname.replace(/^\[|\]$/g, '') },
+    href: {
+      get(this: Req) {
+        const u = new URL(this.originalUrl, origin);
+        return `${origin}${u.pathname}${u.search}`;
+      },
+    },
+    URL: {
+      get(this: Req) {
+        return new URL(this.href);
+      },
+    },
+    ip: {
+      get(this: Req) {
+        return this.req.ip ?? this.socket.remoteAddress ?? '';
+      },
+    },
+  });
+}
+
+/**
+ * The provider's own responses are never framed (the sign-out pages, its auto-submitting forms
+ * and error pages); the pages it makes itself (form_post) get a CSP that allows only their own
+ * script, which oidc-provider adds by hash to script-src (the nonce here is on no element).
+ * Discovery and the keys are the same for every caller, so a cache may keep them a few minutes.
+ */
+async function providerHeaders(kctx: KoaContextWithOIDC, next: () => Promise<void>) {
+  kctx.set('x-frame-options', 'DENY');
+  kctx.set(
+    'content-security-policy',
+    `default-src 'none'; script-src 'nonce-${randomBytes(16).toString('base64')}'; form-action 'self' *; frame-ancestors 'none'; base-uri 'none'`,
+  );
+  await next();
+  const csp = kctx.response.get('content-security-policy');
+  if (!/frame-ancestors/.test(csp)) kctx.set('content-security-policy', csp ? `${csp}; frame-ancestors 'none'` : "frame-ancestors 'none'");
+  const route = (kctx as { routerName?: string }).routerName;
+  if ((route === 'discovery' || route === 'jwks') && kctx.status === 200) kctx.set('cache-control', 'public, max-age=300');
+}
+
 export async function createProvider(ctx: AppContext, clients: OidcClients, issuer: string, interactionBase: string): Promise<Provider> {
   const { engine, login, store } = ctx;
   const deadlineSeconds = Math.floor(engine.opts.deadlineMs / 1000);
@@ -317,12 +370,12 @@ export async function createProvider(ctx: AppContext, clients: OidcClients, issu
       },
     },
     async renderError(kctx, out) {
-      kctx.type = 'html';
-      kctx.body = `<!doctype html><html lang="en"><meta charset="utf-8"><title>Sign-in error</title><main style="font-family:system-ui;max-width:30rem;margin:10vh auto"><h1>Sign-in error</h1><p role="alert">${String(out.error_description ?? out.error).replace(/[&<>"']/g, '')}</p></main>`;
+      kctx.body = errorPage('Sign-in error', String(out.error_description ?? out.error), pageHeaders(kctx));
     },
   };
   provider = new Provider(issuer, configuration);
   clients.attach(provider);
-  provider.proxy = Boolean(ctx.config.http.trustProxy);
+  pinToIssuer(provider, issuer);
+  provider.use(providerHeaders);
   return provider;
 }
