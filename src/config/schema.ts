@@ -279,6 +279,11 @@ export const configSchema = z.object({
       jwksFile: z.string().optional(),
       /** Relying parties: OpenID client metadata, plus countersign_no_factor: "deny" (default) | "allow". */
       clients: z.array(z.record(z.string(), z.unknown())).default([]),
+      /**
+       * Authorization and sign-out requests one address may send per minute: anyone may send
+       * them, and each makes the provider keep a record for minutes (429 past it).
+       */
+      authorizationsPerMinute: z.number().int().min(1).max(100_000).default(60),
     })
     .prefault({}),
   store: z

@@ -36,7 +36,14 @@ describe('OpenLDAP as the directory, through every front', () => {
         { name: 'local', kind: 'local', realms: [] },
       ];
       c.radius.clients = [nasConfig(SECRET, { name: 'vpn', address: '127.0.0.1/32', mode: 'append' })];
-      c.oidc.clients = [{ client_id: 'intranet', client_secret: 'intranet-secret-0123456789', redirect_uris: [REDIRECT] }];
+      c.oidc.clients = [
+        { client_id: 'intranet', client_secret: 'intranet-secret-0123456789', redirect_uris: [REDIRECT] },
+        // CIBA for staff only: a helpdesk tool that may ask staff, and nobody else, to approve.
+        {
+          client_id: 'staff-desk', client_secret: 'staff-desk-secret-0123456789', redirect_uris: [REDIRECT], grant_types: ['urn:openid:params:grant-type:ciba'],
+          response_types: [], backchannel_token_delivery_mode: 'poll', countersign_allow_groups: ['staff'],
+        },
+      ];
       c.push.rateLimit.count = 100;
     });
     // Enablement by group makes records for the members (nested) and enrols their OTP.
@@ -130,6 +137,41 @@ describe('OpenLDAP as the directory, through every front', () => {
       const audit = (await s.api('GET', '/api/v1/audit?user=carol&front=radius')).body.events;
       assert.ok(audit.some((e: any) => e.type === 'login' && e.method === 'first-factor' && e.outcome === 'approved'));
       assert.equal((await send('alice', pw('alice'))).code, 'Access-Reject', 'staff still need their code');
+    } finally {
+      delete s.ctx.config.policy.mfaGroups;
+    }
+  });
+
+  it('CIBA: the relying party’s groups decide who may be asked, and a policy never lets CIBA in on no factor at all', async (t) => {
+    if (!ready(t)) return;
+    const rp = await client.discovery(new URL(s.issuer!), 'staff-desk', 'staff-desk-secret-0123456789', undefined, { execute: [client.allowInsecureRequests] });
+    assert.equal((await s.api('POST', '/api/v1/users/factors', { users: ['alice', 'carol'], factor: 'push', enabled: true })).status, 200);
+    const enrol = async (user: string) => Authenticator.enrol((await s.api('POST', `/api/v1/users/${user}/enrolments`)).body.uri, {});
+    const alice = await enrol('alice');
+    const carol = await enrol('carol');
+    const ask = (user: string) => client.initiateBackchannelAuthentication(rp, { scope: 'openid', login_hint: user });
+
+    // carol is in engineering, not staff: refused in the words every CIBA refusal uses, and not pushed.
+    await assert.rejects(ask('carol'), { error: 'access_denied', error_description: 'this user cannot be asked to approve a sign-in' });
+    assert.deepEqual(await carol.pending(), [], 'no push for a user the client may not sign in');
+
+    const req = await ask('alice');
+    const [p] = await alice.pending();
+    assert.ok(p, 'staff are asked on their phone');
+    await alice.answer(p!.challengeId, 'approve');
+    const claims = (await client.pollBackchannelAuthenticationGrant(rp, { ...req, interval: 1 })).claims()!;
+    assert.equal(claims.sub, 'alice');
+    assert.equal(claims.acr, 'urn:countersign:mfa');
+
+    // A policy that lets alice in on her password elsewhere (a second factor only for ops): CIBA
+    // checked no password, so her phone is still the only way in.
+    s.ctx.config.policy.mfaGroups = ['ops'];
+    try {
+      const again = await ask('alice');
+      const [p2] = await alice.pending();
+      assert.ok(p2, 'asked on her phone, not approved on no factor at all');
+      await alice.answer(p2!.challengeId, 'reject');
+      await assert.rejects(client.pollBackchannelAuthenticationGrant(rp, { ...again, interval: 1 }), { error: 'access_denied' });
     } finally {
       delete s.ctx.config.policy.mfaGroups;
     }

@@ -24,10 +24,12 @@ describe('sign-in pages in headless Chromium', () => {
   before(async () => {
     if (!haveChromium) return;
     mkdirSync(ARTIFACTS, { recursive: true });
-    // A relying party's callback page: shows what came back.
+    // A relying party's callback page: shows what came back. /frame: a page on another origin
+    // that frames a URL (sandboxed: no script runs in the frame, so the frame shows what loaded).
     rpServer = createServer((req, res) => {
       const u = new URL(req.url!, 'http://x');
       res.setHeader('content-type', 'text/html');
+      if (u.pathname === '/frame') return res.end(`<iframe id="f" sandbox="" src="${u.searchParams.get('src')}"></iframe>`);
       res.end(`<h1 id="rp">${u.searchParams.get('code') ? 'Signed in to the app' : `Not signed in: ${u.searchParams.get('error')}`}</h1><p id="desc">${u.searchParams.get('error_description') ?? ''}</p>`);
     });
     await new Promise<void>((r) => rpServer.listen(0, '127.0.0.1', r));
@@ -131,6 +133,20 @@ describe('sign-in pages in headless Chromium', () => {
       client.genericGrantRequest(kiosk, 'urn:openid:params:grant-type:ciba', { auth_req_id: req.auth_req_id }),
       { error: 'expired_token' },
     );
+  });
+
+  it('sign-out: the page submits itself under its CSP, and another site cannot frame it', async (t) => {
+    if (!requirePeer(t, haveChromium, 'chromium')) return;
+    const page = await browser.newPage();
+    await page.goto(`${s.issuer}/session/end`);
+    await page.getByText('You are signed out').waitFor({ timeout: 5000 });
+    assert.equal(new URL(page.url()).pathname, '/oidc/session/end/success');
+
+    await page.goto(`${redirect.replace(/\/cb$/, '/frame')}?src=${encodeURIComponent(`${s.issuer}/session/end`)}`);
+    const frame = await (await page.waitForSelector('#f')).contentFrame();
+    await frame!.waitForLoadState();
+    assert.ok(!frame!.url().startsWith(s.issuer!), `the browser refused to show it in a frame: ${frame!.url()}`);
+    await page.close();
   });
 
   it('keyboard only: tab to the fields and submit with Enter', async (t) => {

@@ -49,6 +49,7 @@ export function enrolAtSignIn(router: Router, deps: EnrolStepDeps) {
       'cache-control': 'no-store',
       'x-content-type-options': 'nosniff',
       'referrer-policy': 'no-referrer',
+      'x-frame-options': 'DENY',
     });
     return n;
   };

@@ -57,6 +57,7 @@ export function mountOidc(app: Express, ctx: AppContext, clients: OidcClients) {
       'cache-control': 'no-store',
       'x-content-type-options': 'nosniff',
       'referrer-policy': 'no-referrer',
+      'x-frame-options': 'DENY',
     });
     return n;
   };
@@ -291,6 +292,17 @@ export function mountOidc(app: Express, ctx: AppContext, clients: OidcClients) {
     }
     ctx.log.error({ err }, 'oidc interaction failed');
     res.status(500).type('html').send(errorPage('Sign-in problem', 'Something went wrong; nobody was signed in. Try again.', n));
+  });
+  // Anyone may send these, and each makes the provider keep a record for minutes: an
+  // authorization opens an interaction, a sign-out without a session makes one for its form.
+  // (Resuming an interaction replaces the one it finishes; the other endpoints need a client.)
+  // Matched as oidc-provider's router matches, case aside and one trailing slash allowed.
+  const anonymousWrites = new Set(['/auth', '/session/end']);
+  app.use(path, async (req, res, next) => {
+    if (!anonymousWrites.has(req.path.toLowerCase().replace(/(.)\/$/, '$1'))) return next();
+    if ((await ctx.store.guards.hit(`oidc-auth:${req.ip}`, 60_000)) <= ctx.config.oidc.authorizationsPerMinute) return next();
+    // A page of our own: the request's redirect_uri is unchecked here, so nobody is sent back to it.
+    res.status(429).set('retry-after', '60').type('html').send(errorPage('Too many sign-in requests', 'Too many sign-in requests came from your network; wait a minute and try again.', nonce(res)));
   });
   app.use(path, (req, res, next) => {
     if (!handler) return res.status(503).json({ error: 'not_ready', message: 'the OpenID provider is starting' });

@@ -7,8 +7,9 @@ import { storeAdapter } from './adapter.js';
 import { groupsOf } from '../../core/directories.js';
 import { FAILURE_WORDS } from '../../core/directory.js';
 import { decide, mergePolicy, type AccessPolicy } from '../../core/policy.js';
-import { loggedOutPage, logoutPage } from './pages.js';
+import { errorPage, loggedOutPage, logoutPage } from './pages.js';
 import type { OidcClients } from './clients.js';
+import type { UserRecord } from '../../core/store.js';
 
 export const ACR_PWD = 'urn:countersign:pwd';
 export const ACR_MFA = 'urn:countersign:mfa';
@@ -71,6 +72,15 @@ export const WEAKER_THAN_ASKED = 'This application requires your own second fact
 export const CIBA_REFUSED = 'this user cannot be asked to approve a sign-in';
 
 /**
+ * Whether this client's group policy (over the default) lets the user sign in at all, and the
+ * directory (or its last sync) still has the account active.
+ */
+function admits(ctx: AppContext, record: UserRecord | null, client: unknown): record is UserRecord {
+  if (!record || (record.directoryState && record.directoryState !== 'active')) return false;
+  return decide(groupsOf(record), mergePolicy(ctx.config.policy, clientPolicy(client))).allowed;
+}
+
+/**
  * oidc-provider reuses a session for any client (single sign-on) as long as
  * someone is logged in; this makes the login prompt come back whenever the
  * session's acr is weaker than this client and its acr_values need.
@@ -83,11 +93,7 @@ function interactionsPolicy(ctx: AppContext) {
       const { session, client, params, result } = kctx.oidc;
       if (!session?.accountId) return Check.NO_NEED_TO_PROMPT; // no_session asks for the login
       // Who may sign in here is this client's to say, also for a session another client began.
-      const record = await ctx.store.users.get(session.accountId);
-      const decision = decide(record ? groupsOf(record) : [], mergePolicy(ctx.config.policy, clientPolicy(client)));
-      if (!record || !decision.allowed || (record.directoryState && record.directoryState !== 'active')) {
-        throw new errors.AccessDenied(FAILURE_WORDS.not_allowed);
-      }
+      if (!admits(ctx, await ctx.store.users.get(session.accountId), client)) throw new errors.AccessDenied(FAILURE_WORDS.not_allowed);
       if (satisfies(acceptedAcrs(client, params?.acr_values, ctx.config.policy), session.acr)) return Check.NO_NEED_TO_PROMPT;
       // A login just finished and still falls short: prompting again would loop the browser.
       if (result?.login) throw new errors.AccessDenied(WEAKER_THAN_ASKED);
@@ -150,6 +156,66 @@ function pageHeaders(kctx: KoaContextWithOIDC): string {
   kctx.set('content-security-policy', `default-src 'none'; style-src 'nonce-${nonce}'; form-action 'self' *; frame-ancestors 'none'; base-uri 'none'`);
   kctx.set('cache-control', 'no-store');
   return nonce;
+}
+
+/**
+ * How long an interaction lives: every step of a sign-in (the password, a push within the
+ * challenge deadline, an enrolment at sign-in's 10 minutes) fits inside, and one nobody
+ * finishes, which anyone can open, is gone within minutes rather than an hour.
+ */
+export const interactionSeconds = (deadlineSeconds: number) => Math.max(15 * 60, deadlineSeconds + 5 * 60);
+
+/**
+ * Every URL oidc-provider builds (discovery's endpoints, the way back from an interaction, the
+ * sign-out form) comes from the request's scheme and host, which are the caller's to say (Host,
+ * X-Forwarded-Host and -Proto, an absolute request target); a shared cache would hand a forged
+ * answer to everyone. So the provider's requests know themselves only by the issuer, and take
+ * their address from Express, which trusts http.trustProxy's hops and no more (Koa's own proxy
+ * setting would take the left-most X-Forwarded-For entry, which the caller writes).
+ */
+function pinToIssuer(provider: Provider, issuer: string) {
+  const { origin, host, hostname, protocol } = new URL(issuer);
+  type Req = { originalUrl: string; href: string; req: { ip?: string }; socket: { remoteAddress?: string } };
+  Object.defineProperties(provider.request, {
+    protocol: { get: () => protocol.slice(0, -1) },
+    host: { get: () => host },
+    hostname: { get: () => hostname.replace(/^\[|\]$/g, '') },
+    href: {
+      get(this: Req) {
+        const u = new URL(this.originalUrl, origin);
+        return `${origin}${u.pathname}${u.search}`;
+      },
+    },
+    URL: {
+      get(this: Req) {
+        return new URL(this.href);
+      },
+    },
+    ip: {
+      get(this: Req) {
+        return this.req.ip ?? this.socket.remoteAddress ?? '';
+      },
+    },
+  });
+}
+
+/**
+ * The provider's own responses are never framed (the sign-out pages, its auto-submitting forms
+ * and error pages); the pages it makes itself (form_post) get a CSP that allows only their own
+ * script, which oidc-provider adds by hash to script-src (the nonce here is on no element).
+ * Discovery and the keys are the same for every caller, so a cache may keep them a few minutes.
+ */
+async function providerHeaders(kctx: KoaContextWithOIDC, next: () => Promise<void>) {
+  kctx.set('x-frame-options', 'DENY');
+  kctx.set(
+    'content-security-policy',
+    `default-src 'none'; script-src 'nonce-${randomBytes(16).toString('base64')}'; form-action 'self' *; frame-ancestors 'none'; base-uri 'none'`,
+  );
+  await next();
+  const csp = kctx.response.get('content-security-policy');
+  if (!/frame-ancestors/.test(csp)) kctx.set('content-security-policy', csp ? `${csp}; frame-ancestors 'none'` : "frame-ancestors 'none'");
+  const route = (kctx as { routerName?: string }).routerName;
+  if ((route === 'discovery' || route === 'jwks') && kctx.status === 200) kctx.set('cache-control', 'public, max-age=300');
 }
 
 export async function createProvider(ctx: AppContext, clients: OidcClients, issuer: string, interactionBase: string): Promise<Provider> {
@@ -216,8 +282,10 @@ export async function createProvider(ctx: AppContext, clients: OidcClients, issu
     issueRefreshToken: async (_ctx, client) => client.grantTypeAllowed('refresh_token'),
     pkce: { required: () => true },
     ttl: {
-      Interaction: 3600,
-      Session: 8 * 3600,
+      Interaction: interactionSeconds(deadlineSeconds),
+      // A session nobody signed in to (an anonymous sign-out keeps its state in one) lives as
+      // long as an interaction: anyone may make one.
+      Session: (_kctx, session) => (session.accountId ? 8 * 3600 : interactionSeconds(deadlineSeconds)),
       Grant: 8 * 3600,
       AccessToken: 3600,
       AuthorizationCode: 60,
@@ -242,12 +310,13 @@ export async function createProvider(ctx: AppContext, clients: OidcClients, issu
       ciba: {
         enabled: true,
         deliveryModes: ['poll', 'ping'],
-        // Unknown users and users who cannot be pushed get the same answer; only the log tells them apart.
+        // Unknown users, users this client may not sign in (its group policy, as in the browser)
+        // and users who cannot be pushed get the same answer; only the log tells them apart.
         async processLoginHint(kctx, loginHint) {
           const user = loginHint ? await store.users.get(loginHint) : null;
-          const refusal = user ? await ctx.push.blocked(user) : null;
-          if (user && !refusal) return loginHint;
-          ctx.log.info({ client: kctx.oidc.client?.clientId, user: loginHint?.slice(0, 128), reason: refusal?.code ?? 'unknown_user' }, 'ciba: request refused');
+          const reason = !user ? 'unknown_user' : !admits(ctx, user, kctx.oidc.client) ? 'not_allowed' : (await ctx.push.blocked(user))?.code;
+          if (!reason) return loginHint;
+          ctx.log.info({ client: kctx.oidc.client?.clientId, user: loginHint?.slice(0, 128), reason }, 'ciba: request refused');
           throw new errors.AccessDenied(CIBA_REFUSED);
         },
         async validateBindingMessage(_kctx, bindingMessage) {
@@ -266,7 +335,9 @@ export async function createProvider(ctx: AppContext, clients: OidcClients, issu
               account.accountId,
               null,
               { front: 'oidc-ciba', client: client.clientId, ip: kctx.ip, userAgent: kctx.get('user-agent') || undefined },
-              { only: 'push', bindingMessage: request.params?.binding_message as string | undefined },
+              // The client's group policy, as in the browser; and, whatever that policy says about
+              // a password being enough, CIBA checked none: only the phone can approve.
+              { only: 'push', bindingMessage: request.params?.binding_message as string | undefined, policy: clientPolicy(client), requireSecondFactor: true },
             );
           } catch (err) {
             // Past processLoginHint only races and the push rate limit refuse; they answer alike too.
@@ -299,12 +370,12 @@ export async function createProvider(ctx: AppContext, clients: OidcClients, issu
       },
     },
     async renderError(kctx, out) {
-      kctx.type = 'html';
-      kctx.body = `<!doctype html><html lang="en"><meta charset="utf-8"><title>Sign-in error</title><main style="font-family:system-ui;max-width:30rem;margin:10vh auto"><h1>Sign-in error</h1><p role="alert">${String(out.error_description ?? out.error).replace(/[&<>"']/g, '')}</p></main>`;
+      kctx.body = errorPage('Sign-in error', String(out.error_description ?? out.error), pageHeaders(kctx));
     },
   };
   provider = new Provider(issuer, configuration);
   clients.attach(provider);
-  provider.proxy = Boolean(ctx.config.http.trustProxy);
+  pinToIssuer(provider, issuer);
+  provider.use(providerHeaders);
   return provider;
 }
