@@ -1,10 +1,10 @@
 import { createHash, createPublicKey, randomBytes, type KeyObject } from 'node:crypto';
-import { isIP } from 'node:net';
 import { decodeJwt, decodeProtectedHeader, jwtVerify, errors as joseErrors, type JWTPayload } from 'jose';
 import type { Clock } from './clock.js';
 import { CountersignError, badRequest, notFound } from './errors.js';
 import { newToken } from './ids.js';
 import type { Platform } from './push.js';
+import { describeRefusal, endpointHost, refusedSubscriptionEndpoint, type PushEndpointPolicy } from './push-endpoints.js';
 import type { SecretBox } from './secretbox.js';
 import type { DeviceRecord, Store } from './store.js';
 
@@ -13,8 +13,8 @@ export interface DevicePolicy {
   requestMaxAgeMs: number;
   /** Base URL phones use to reach this server. */
   publicUrl: string;
-  /** Web Push endpoints may be http: on a loopback address (development: a local push service in tests). */
-  allowLoopbackHttpPush?: boolean;
+  /** Which Web Push endpoints a subscription may name (push.webpush.allowedHosts, allowPrivateAddresses). */
+  webPushEndpoints: PushEndpointPolicy;
 }
 
 export interface EnrolmentLink {
@@ -86,7 +86,7 @@ export class DeviceService {
   /** The push token as it is kept: a Web Push subscription checked and normalised, others as given. */
   private pushTokenFor(platform: Platform, token: string | undefined): string | undefined {
     if (!token) return undefined;
-    return platform === 'webpush' ? parseWebPushSubscription(token, this.policy.allowLoopbackHttpPush ?? false) : token;
+    return platform === 'webpush' ? parseWebPushSubscription(token, this.policy.webPushEndpoints) : token;
   }
 
   async enrol(input: EnrolInput): Promise<DeviceRecord> {
@@ -211,8 +211,6 @@ export function parsePublicJwk(jwk: Record<string, unknown>): { kty: 'EC'; crv: 
   return key;
 }
 
-const LOOPBACK_NAMES = new Set(['localhost', '[::1]']);
-const isLoopback = (hostname: string) => LOOPBACK_NAMES.has(hostname) || (isIP(hostname) === 4 && hostname.startsWith('127.'));
 const base64urlBytes = (value: unknown): Buffer | undefined =>
   typeof value === 'string' && /^[A-Za-z0-9_-]+={0,2}$/.test(value) ? Buffer.from(value, 'base64url') : undefined;
 const invalidSubscription = (why: string) =>
@@ -223,11 +221,14 @@ const invalidSubscription = (why: string) =>
 
 /**
  * A Web Push subscription, as JSON.stringify(PushSubscription) gives it: an https: endpoint
- * (http: on loopback only when allowed), p256dh the browser's uncompressed P-256 public key
- * (65 bytes) and auth its 16-byte secret, both base64url. Returns it normalised (only those
- * fields, no padding); anything else is a clear 400.
+ * (http: on loopback only when private addresses are allowed), p256dh the browser's
+ * uncompressed P-256 public key (65 bytes) and auth its 16-byte secret, both base64url.
+ * Returns it normalised (only those fields, no padding); anything else is a clear 400. An
+ * endpoint the policy refuses (a host outside allowedHosts, an internal IP literal,
+ * localhost) is a 400 push_endpoint_refused; names are resolved and checked when the
+ * transport connects, not here.
  */
-export function parseWebPushSubscription(text: string, allowLoopbackHttp: boolean): string {
+export function parseWebPushSubscription(text: string, endpoints: PushEndpointPolicy): string {
   let s: unknown;
   try {
     s = JSON.parse(text);
@@ -243,9 +244,10 @@ export function parseWebPushSubscription(text: string, allowLoopbackHttp: boolea
   } catch {
     throw invalidSubscription('endpoint is not a URL');
   }
-  const loopbackHttp = allowLoopbackHttp && url.protocol === 'http:' && isLoopback(url.hostname);
-  if (url.protocol !== 'https:' && !loopbackHttp) throw invalidSubscription('endpoint must be an https: URL');
+  const refused = refusedSubscriptionEndpoint(url, endpoints);
+  if (refused === 'scheme') throw invalidSubscription('endpoint must be an https: URL');
   if (url.username || url.password) throw invalidSubscription('endpoint must not carry credentials');
+  if (refused) throw badRequest('push_endpoint_refused', `this browser's push subscription cannot be used: ${describeRefusal(refused, endpointHost(url))}`);
   if (typeof keys !== 'object' || keys === null) throw invalidSubscription('keys (p256dh and auth) are missing');
   const p256dh = base64urlBytes(keys.p256dh);
   if (!p256dh || p256dh.length !== 65 || p256dh[0] !== 4) throw invalidSubscription('keys.p256dh must be base64url of a 65-byte uncompressed P-256 point');
