@@ -205,6 +205,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     requestMaxAgeMs: config.push.requestMaxAgeSeconds * 1000,
     publicUrl: config.http.publicUrl ?? '',
     webPushEndpoints: webPushEndpoints(config),
+    maxDevicesPerUser: config.push.maxDevicesPerUser,
   });
   let transports: PushTransport[];
   try {

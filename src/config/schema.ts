@@ -336,6 +336,11 @@ export const configSchema = z.object({
       enrolmentSeconds: z.number().int().min(60).max(86_400).default(600),
       /** A signed device request older than this (or this far in the future) is refused. */
       requestMaxAgeSeconds: z.number().int().min(5).max(600).default(60),
+      /**
+       * Devices one user may have enrolled (phones and browsers, stale ones too); enrolling one
+       * more is refused until one is removed. Bounds what one sign-in fans out to.
+       */
+      maxDevicesPerUser: z.number().int().min(1).max(100).default(10),
       /** At most this many pushes per user in the window; past it, push is not offered. */
       rateLimit: z.object({ count: z.number().int().min(1).default(5), windowSeconds: z.number().int().min(1).default(600) }).prefault({}),
       /** This many rejected pushes within the window lock push for lockSeconds. */

@@ -15,6 +15,8 @@ export interface DevicePolicy {
   publicUrl: string;
   /** Which Web Push endpoints a subscription may name (push.webpush.allowedHosts, allowPrivateAddresses). */
   webPushEndpoints: PushEndpointPolicy;
+  /** Devices one user may have (push.maxDevicesPerUser). */
+  maxDevicesPerUser: number;
 }
 
 export interface EnrolmentLink {
@@ -41,6 +43,17 @@ export type DeviceView = Omit<DeviceRecord, 'publicKey' | 'pushToken'> & { push:
 export type DeviceRequestType = 'answer' | 'poll' | 'update';
 
 const digest = (token: string) => createHash('sha256').update(token).digest('base64url');
+/** An enrolment link's stored value: its user, and when it runs out (so a refused enrolment can put it back). */
+function linkValue(raw: string): { user: string; expiresAt?: number } {
+  try {
+    const v = JSON.parse(raw) as { user?: unknown; expiresAt?: unknown };
+    if (typeof v?.user === 'string' && typeof v.expiresAt === 'number') return { user: v.user, expiresAt: v.expiresAt };
+  } catch {
+    // below
+  }
+  // A link made before the value was JSON holds the bare user name.
+  return { user: raw };
+}
 const deviceContext = (user: string, id: string) => `device:${user}:${id}`;
 const unauthorized = (message: string) => new CountersignError(401, 'device_unauthorized', message);
 
@@ -74,11 +87,22 @@ export class DeviceService {
     return { ...rest, push: Boolean(pushToken) && !d.stale };
   }
 
+  private tooManyDevices(user: string): CountersignError {
+    const max = this.policy.maxDevicesPerUser;
+    return new CountersignError(
+      409,
+      'too_many_devices',
+      `${user} already has ${max} enrolled device${max === 1 ? '' : 's'}, the most this server allows (push.maxDevicesPerUser); remove one first`,
+    );
+  }
+
   async createEnrolment(user: string): Promise<EnrolmentLink> {
     if (!(await this.store.users.get(user))) throw notFound('user', user);
+    // Said now rather than after the phone has scanned the link; enrol() is what enforces it.
+    if ((await this.store.devices.list(user)).length >= this.policy.maxDevicesPerUser) throw this.tooManyDevices(user);
     const token = newToken(24);
     const expiresAt = this.clock.now() + this.policy.enrolmentMs;
-    await this.store.tokens.put('enrol', digest(token), user, this.policy.enrolmentMs);
+    await this.store.tokens.put('enrol', digest(token), JSON.stringify({ user, expiresAt }), this.policy.enrolmentMs);
     const q = new URLSearchParams({ server: this.policy.publicUrl, token, user });
     return { uri: `countersign://enrol?${q}`, appUrl: `${this.policy.publicUrl.replace(/\/+$/, '')}/app/#enrol=${q}`, expiresAt };
   }
@@ -92,8 +116,10 @@ export class DeviceService {
   async enrol(input: EnrolInput): Promise<DeviceRecord> {
     const key = parsePublicJwk(input.publicKey);
     const pushToken = this.pushTokenFor(input.platform, input.pushToken);
-    const user = await this.store.tokens.take('enrol', digest(input.token));
-    if (!user) throw new CountersignError(410, 'enrolment_invalid', 'this enrolment link is unknown, used or expired; ask for a new one');
+    const raw = await this.store.tokens.take('enrol', digest(input.token));
+    const link = raw === null ? null : linkValue(raw);
+    if (!link) throw new CountersignError(410, 'enrolment_invalid', 'this enrolment link is unknown, used or expired; ask for a new one');
+    const { user } = link;
     if (!(await this.store.users.get(user))) throw notFound('user', user);
     const id = randomBytes(12).toString('base64url');
     const device: DeviceRecord = {
@@ -106,7 +132,14 @@ export class DeviceService {
       protected: input.protected,
       createdAt: this.clock.now(),
     };
-    await this.store.devices.put(device);
+    // The count and the write are one store step, so enrolments racing with links made
+    // earlier cannot together pass the cap.
+    if (!(await this.store.devices.add(device, this.policy.maxDevicesPerUser))) {
+      // The link was not used: it works again, until it would have run out, once a device is removed.
+      const left = (link.expiresAt ?? 0) - this.clock.now();
+      if (left > 0) await this.store.tokens.put('enrol', digest(input.token), raw!, left).catch(() => {});
+      throw this.tooManyDevices(user);
+    }
     return device;
   }
 

@@ -76,6 +76,7 @@ export function mountDeviceApi(app: Express, ctx: AppContext): DeviceApi {
       .strict(),
     errors: {
       400: 'invalid input, key or push subscription, or a subscription whose push service this server does not send to (push_endpoint_refused)',
+      409: 'the user has push.maxDevicesPerUser devices already; remove one first (the link stays usable)',
       410: 'the link is unknown, used or expired',
       429: 'too many attempts',
     },
