@@ -35,9 +35,11 @@ const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(
 
 const push = await pushServices();
 const receiver = await WebPushReceiver.start();
-const webPush = createWebPushTransport({ subject: 'mailto:bench@example.org', vapid: webpush.generateVAPIDKeys(), timeoutMs: 3000 });
+// The local push service is on loopback, which only allowPrivateAddresses lets through.
+const webPush = createWebPushTransport({ subject: 'mailto:bench@example.org', vapid: webpush.generateVAPIDKeys(), timeoutMs: 3000, endpoints: { allowPrivateAddresses: true } });
 const config = loadConfig({
   COUNTERSIGN_HTTP_PORT: '0',
+  COUNTERSIGN_PUSH_WEBPUSH_ALLOW_PRIVATE_ADDRESSES: 'true',
   COUNTERSIGN_SECRET_KEY: Buffer.alloc(32, 1).toString('base64'),
   COUNTERSIGN_ADMIN_TOKEN: 'bench-admin-token-0123456789',
   COUNTERSIGN_DEMO: 'false',

@@ -24,6 +24,7 @@ import { mountAccount } from './fronts/account/index.js';
 import { StoreUnavailableError } from './core/errors.js';
 import { systemClock, type Clock } from './core/clock.js';
 import { DeviceService } from './core/devices.js';
+import type { PushEndpointPolicy } from './core/push-endpoints.js';
 import { ChallengeEngine } from './core/engine.js';
 import type { Platform, PushTransport } from './core/push.js';
 import { PushService } from './core/push-service.js';
@@ -126,11 +127,18 @@ function configuredTransports(config: Config, store: Store, box: SecretBox, log:
         subject: webPushSubject(config, log),
         vapid: webpush.publicKey && webpush.privateKey ? { publicKey: webpush.publicKey, privateKey: webpush.privateKey } : storedVapidKeys(store.kv, box),
         timeoutMs: config.push.sendTimeoutMs,
+        endpoints: webPushEndpoints(config),
       }),
     );
   }
   return t;
 }
+
+/** Which Web Push endpoints enrolment accepts and the transport connects to: one policy for both. */
+const webPushEndpoints = (config: Config): PushEndpointPolicy => ({
+  allowedHosts: config.push.webpush.allowedHosts,
+  allowPrivateAddresses: config.push.webpush.allowPrivateAddresses,
+});
 
 /** A key for one purpose, derived from the secret key (HKDF), so no two purposes share one. */
 const derivedSecret = (secretKey: string, label: string) =>
@@ -200,7 +208,8 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     enrolmentMs: config.push.enrolmentSeconds * 1000,
     requestMaxAgeMs: config.push.requestMaxAgeSeconds * 1000,
     publicUrl: config.http.publicUrl ?? '',
-    allowLoopbackHttpPush: config.mode === 'development',
+    webPushEndpoints: webPushEndpoints(config),
+    maxDevicesPerUser: config.push.maxDevicesPerUser,
   });
   let transports: PushTransport[];
   try {

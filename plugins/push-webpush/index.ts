@@ -13,12 +13,30 @@
  * The device's push token is the JSON of the browser's PushSubscription; core checked it
  * at enrolment (src/core/devices.ts). The payload is pushFields(message): what the login
  * screen shows, nothing secret; the service worker asks the signed device API for more.
+ *
+ * The endpoint is chosen by whoever enrolled the browser, so before each send the URL is
+ * checked again (src/core/push-endpoints.ts: scheme, push.webpush.allowedHosts, an IP
+ * literal), and every socket the agents open resolves its host through a lookup that
+ * refuses the connection when any address the name resolves to is loopback, private,
+ * link-local, a metadata service and the like. That check runs after DNS, at connect time,
+ * so a name that resolves to an internal address, today or only after enrolment (DNS
+ * rebinding), is caught; a socket kept alive was checked when it was opened.
  */
 import { createECDH, createHash } from 'node:crypto';
+import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
 import http from 'node:http';
 import https from 'node:https';
+import type { LookupFunction } from 'node:net';
 import webpush, { type PushSubscription } from 'web-push';
 import { pushFields, type PushMessage, type PushResult, type PushTarget, type PushTransport } from '../../src/core/push.js';
+import {
+  describeRefusal,
+  endpointHost,
+  refusedAddress,
+  refusedEndpoint,
+  type EndpointRefusal,
+  type PushEndpointPolicy,
+} from '../../src/core/push-endpoints.js';
 import type { SecretBox } from '../../src/core/secretbox.js';
 import type { KvStore } from '../../src/core/store.js';
 
@@ -35,6 +53,8 @@ export interface WebPushOptions {
   vapid: VapidKeys | (() => Promise<VapidKeys>);
   /** Upper bound for one send; default 10 s. */
   timeoutMs?: number;
+  /** Which endpoints it connects to; default: public addresses of any host (push.webpush.allowedHosts, allowPrivateAddresses). */
+  endpoints?: PushEndpointPolicy;
 }
 
 /** One Web Push request, ready to POST. */
@@ -118,6 +138,36 @@ function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
   });
 }
 
+/** A connection the endpoint rules do not allow: no request was made. */
+class RefusedEndpoint extends Error {
+  constructor(
+    readonly reason: EndpointRefusal,
+    host: string,
+  ) {
+    super(describeRefusal(reason, host));
+  }
+}
+
+/**
+ * dns.lookup, but every address the name resolves to must be one the policy allows, or
+ * the connection is not made. All of them, not the one that would be used: a name that
+ * resolves to a public and an internal address is refused rather than tried in turn.
+ */
+function guardedLookup(policy: PushEndpointPolicy): LookupFunction {
+  return (hostname, options, callback) => {
+    dnsLookup(hostname, { ...options, all: true }, (err, addresses: LookupAddress[]) => {
+      if (err) return callback(err, '', 0);
+      if (addresses.length === 0) return callback(Object.assign(new Error(`${hostname} has no address`), { code: 'ENOTFOUND' }), '', 0);
+      for (const a of addresses) {
+        const why = refusedAddress(a.address, policy);
+        if (why) return callback(new RefusedEndpoint(why, `${hostname} (${a.address})`), '', 0);
+      }
+      if (options.all) callback(null, addresses);
+      else callback(null, addresses[0]!.address, addresses[0]!.family);
+    });
+  };
+}
+
 interface Posted {
   status: number;
   location?: string;
@@ -161,9 +211,13 @@ export default function createWebPushTransport(options: WebPushOptions): WebPush
   // Ready before the first login; a store that is not up yet is asked again at the first use.
   keys().catch(() => {});
   const vapid = new VapidHeaders(options.subject, keys);
+  const endpoints: PushEndpointPolicy = options.endpoints ?? { allowPrivateAddresses: false };
+  // Every socket either agent opens resolves its host through the guard (an IP literal is
+  // not looked up: refusedEndpoint checked it before the request).
+  const lookup = guardedLookup(endpoints);
   const agents = {
-    'http:': new http.Agent({ keepAlive: true, maxSockets: 64 }),
-    'https:': new https.Agent({ keepAlive: true, maxSockets: 64 }),
+    'http:': new http.Agent({ keepAlive: true, maxSockets: 64, lookup }),
+    'https:': new https.Agent({ keepAlive: true, maxSockets: 64, lookup }),
   };
   let closed = false;
 
@@ -171,7 +225,7 @@ export default function createWebPushTransport(options: WebPushOptions): WebPush
     new Promise<Posted>((resolve, reject) => {
       const client = url.protocol === 'https:' ? https : url.protocol === 'http:' ? http : undefined;
       if (!client) return reject(new Error(`unsupported endpoint scheme ${url.protocol}`));
-      const req = client.request(url, { method: 'POST', headers, agent: agents[url.protocol as 'http:' | 'https:'], signal }, (res) => {
+      const req = client.request(url, { method: 'POST', headers, agent: agents[url.protocol as 'http:' | 'https:'], lookup, signal }, (res) => {
         let text = '';
         res.setEncoding('utf8');
         res.on('data', (chunk: string) => {
@@ -222,6 +276,8 @@ export default function createWebPushTransport(options: WebPushOptions): WebPush
         const request = await untilAborted(prepare(target, message, now), abort.signal);
         // Never the whole endpoint in a message: its path is the subscription's capability.
         where = request.url.host;
+        const refused = refusedEndpoint(request.url, endpoints);
+        if (refused) throw new RefusedEndpoint(refused, endpointHost(request.url));
         const res = await post(request.url, request.headers, request.body, abort.signal);
         if (res.status >= 200 && res.status < 300) return { ok: true, messageId: res.location };
         return {
@@ -231,6 +287,9 @@ export default function createWebPushTransport(options: WebPushOptions): WebPush
           error: `Web Push ${where} ${res.status}: ${res.body.slice(0, 200).trim()}`,
         };
       } catch (err) {
+        // Refused by this server's rules, not by the push service: the subscription may be
+        // fine once the rules or the name's addresses change, so the device is not stale.
+        if (err instanceof RefusedEndpoint) return { ok: false, stale: false, refused: err.reason, error: `Web Push ${where} refused: ${err.message}` };
         return { ok: false, stale: false, error: `Web Push ${where}: ${err instanceof Error ? err.message : String(err)}` };
       } finally {
         clearTimeout(timer);

@@ -356,6 +356,11 @@ export const configSchema = z.object({
       enrolmentSeconds: z.number().int().min(60).max(86_400).default(600),
       /** A signed device request older than this (or this far in the future) is refused. */
       requestMaxAgeSeconds: z.number().int().min(5).max(600).default(60),
+      /**
+       * Devices one user may have enrolled (phones and browsers, stale ones too); enrolling one
+       * more is refused until one is removed. Bounds what one sign-in fans out to.
+       */
+      maxDevicesPerUser: z.number().int().min(1).max(100).default(10),
       /** At most this many pushes per user in the window; past it, push is not offered. */
       rateLimit: z.object({ count: z.number().int().min(1).default(5), windowSeconds: z.number().int().min(1).default(600) }).prefault({}),
       /** This many rejected pushes within the window lock push for lockSeconds. */
@@ -398,6 +403,31 @@ export const configSchema = z.object({
           /** VAPID key pair, base64url (65-byte public point, 32-byte private key); absent: generated once, kept sealed in the store. */
           publicKey: z.string().regex(/^[A-Za-z0-9_-]{87}$/, 'publicKey is base64url of a 65-byte P-256 point (87 characters)').optional(),
           privateKey: z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'privateKey is base64url of 32 bytes (43 characters)').optional(),
+          /**
+           * When set, subscription endpoints must name one of these hosts: a name
+           * ("fcm.googleapis.com") or "*." and a suffix for any name below it
+           * ("*.push.services.mozilla.com", "*.notify.windows.com"). Checked at enrolment and
+           * before every send. Absent: any host whose addresses are public.
+           */
+          allowedHosts: z
+            .array(
+              z
+                .string()
+                .max(253)
+                .regex(
+                  /^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/,
+                  'an allowed host is a DNS name, or *. and a suffix (*.push.services.mozilla.com)',
+                ),
+            )
+            .min(1, 'push.webpush.allowedHosts lists at least one host; to turn Web Push off set push.webpush.enabled: false')
+            .optional(),
+          /**
+           * Endpoints on loopback, private (RFC 1918, fc00::/7) and shared (100.64/10) addresses
+           * are accepted, and http: on loopback: a push service inside the network, or the test
+           * suite's local one. Link-local, cloud metadata, unspecified and multicast addresses are
+           * refused even then. Off: only public addresses, in every mode.
+           */
+          allowPrivateAddresses: z.boolean().default(false),
         })
         .refine((w) => (w.publicKey === undefined) === (w.privateKey === undefined), 'push.webpush needs both publicKey and privateKey, or neither')
         .prefault({}),

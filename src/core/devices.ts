@@ -1,10 +1,10 @@
 import { createHash, createPublicKey, randomBytes, type KeyObject } from 'node:crypto';
-import { isIP } from 'node:net';
 import { decodeJwt, decodeProtectedHeader, jwtVerify, errors as joseErrors, type JWTPayload } from 'jose';
 import type { Clock } from './clock.js';
 import { CountersignError, badRequest, notFound } from './errors.js';
 import { newToken } from './ids.js';
 import type { Platform } from './push.js';
+import { describeRefusal, endpointHost, refusedSubscriptionEndpoint, type PushEndpointPolicy } from './push-endpoints.js';
 import type { SecretBox } from './secretbox.js';
 import type { DeviceRecord, Store } from './store.js';
 
@@ -13,8 +13,10 @@ export interface DevicePolicy {
   requestMaxAgeMs: number;
   /** Base URL phones use to reach this server. */
   publicUrl: string;
-  /** Web Push endpoints may be http: on a loopback address (development: a local push service in tests). */
-  allowLoopbackHttpPush?: boolean;
+  /** Which Web Push endpoints a subscription may name (push.webpush.allowedHosts, allowPrivateAddresses). */
+  webPushEndpoints: PushEndpointPolicy;
+  /** Devices one user may have (push.maxDevicesPerUser). */
+  maxDevicesPerUser: number;
 }
 
 export interface EnrolmentLink {
@@ -41,6 +43,17 @@ export type DeviceView = Omit<DeviceRecord, 'publicKey' | 'pushToken'> & { push:
 export type DeviceRequestType = 'answer' | 'poll' | 'update';
 
 const digest = (token: string) => createHash('sha256').update(token).digest('base64url');
+/** An enrolment link's stored value: its user, and when it runs out (so a refused enrolment can put it back). */
+function linkValue(raw: string): { user: string; expiresAt?: number } {
+  try {
+    const v = JSON.parse(raw) as { user?: unknown; expiresAt?: unknown };
+    if (typeof v?.user === 'string' && typeof v.expiresAt === 'number') return { user: v.user, expiresAt: v.expiresAt };
+  } catch {
+    // below
+  }
+  // A link made before the value was JSON holds the bare user name.
+  return { user: raw };
+}
 const deviceContext = (user: string, id: string) => `device:${user}:${id}`;
 const unauthorized = (message: string) => new CountersignError(401, 'device_unauthorized', message);
 
@@ -74,11 +87,22 @@ export class DeviceService {
     return { ...rest, push: Boolean(pushToken) && !d.stale };
   }
 
+  private tooManyDevices(user: string): CountersignError {
+    const max = this.policy.maxDevicesPerUser;
+    return new CountersignError(
+      409,
+      'too_many_devices',
+      `${user} already has ${max} enrolled device${max === 1 ? '' : 's'}, the most this server allows (push.maxDevicesPerUser); remove one first`,
+    );
+  }
+
   async createEnrolment(user: string): Promise<EnrolmentLink> {
     if (!(await this.store.users.get(user))) throw notFound('user', user);
+    // Said now rather than after the phone has scanned the link; enrol() is what enforces it.
+    if ((await this.store.devices.list(user)).length >= this.policy.maxDevicesPerUser) throw this.tooManyDevices(user);
     const token = newToken(24);
     const expiresAt = this.clock.now() + this.policy.enrolmentMs;
-    await this.store.tokens.put('enrol', digest(token), user, this.policy.enrolmentMs);
+    await this.store.tokens.put('enrol', digest(token), JSON.stringify({ user, expiresAt }), this.policy.enrolmentMs);
     const q = new URLSearchParams({ server: this.policy.publicUrl, token, user });
     return { uri: `countersign://enrol?${q}`, appUrl: `${this.policy.publicUrl.replace(/\/+$/, '')}/app/#enrol=${q}`, expiresAt };
   }
@@ -86,14 +110,16 @@ export class DeviceService {
   /** The push token as it is kept: a Web Push subscription checked and normalised, others as given. */
   private pushTokenFor(platform: Platform, token: string | undefined): string | undefined {
     if (!token) return undefined;
-    return platform === 'webpush' ? parseWebPushSubscription(token, this.policy.allowLoopbackHttpPush ?? false) : token;
+    return platform === 'webpush' ? parseWebPushSubscription(token, this.policy.webPushEndpoints) : token;
   }
 
   async enrol(input: EnrolInput): Promise<DeviceRecord> {
     const key = parsePublicJwk(input.publicKey);
     const pushToken = this.pushTokenFor(input.platform, input.pushToken);
-    const user = await this.store.tokens.take('enrol', digest(input.token));
-    if (!user) throw new CountersignError(410, 'enrolment_invalid', 'this enrolment link is unknown, used or expired; ask for a new one');
+    const raw = await this.store.tokens.take('enrol', digest(input.token));
+    const link = raw === null ? null : linkValue(raw);
+    if (!link) throw new CountersignError(410, 'enrolment_invalid', 'this enrolment link is unknown, used or expired; ask for a new one');
+    const { user } = link;
     if (!(await this.store.users.get(user))) throw notFound('user', user);
     const id = randomBytes(12).toString('base64url');
     const device: DeviceRecord = {
@@ -106,7 +132,14 @@ export class DeviceService {
       protected: input.protected,
       createdAt: this.clock.now(),
     };
-    await this.store.devices.put(device);
+    // The count and the write are one store step, so enrolments racing with links made
+    // earlier cannot together pass the cap.
+    if (!(await this.store.devices.add(device, this.policy.maxDevicesPerUser))) {
+      // The link was not used: it works again, until it would have run out, once a device is removed.
+      const left = (link.expiresAt ?? 0) - this.clock.now();
+      if (left > 0) await this.store.tokens.put('enrol', digest(input.token), raw!, left).catch(() => {});
+      throw this.tooManyDevices(user);
+    }
     return device;
   }
 
@@ -211,8 +244,6 @@ export function parsePublicJwk(jwk: Record<string, unknown>): { kty: 'EC'; crv: 
   return key;
 }
 
-const LOOPBACK_NAMES = new Set(['localhost', '[::1]']);
-const isLoopback = (hostname: string) => LOOPBACK_NAMES.has(hostname) || (isIP(hostname) === 4 && hostname.startsWith('127.'));
 const base64urlBytes = (value: unknown): Buffer | undefined =>
   typeof value === 'string' && /^[A-Za-z0-9_-]+={0,2}$/.test(value) ? Buffer.from(value, 'base64url') : undefined;
 const invalidSubscription = (why: string) =>
@@ -223,11 +254,14 @@ const invalidSubscription = (why: string) =>
 
 /**
  * A Web Push subscription, as JSON.stringify(PushSubscription) gives it: an https: endpoint
- * (http: on loopback only when allowed), p256dh the browser's uncompressed P-256 public key
- * (65 bytes) and auth its 16-byte secret, both base64url. Returns it normalised (only those
- * fields, no padding); anything else is a clear 400.
+ * (http: on loopback only when private addresses are allowed), p256dh the browser's
+ * uncompressed P-256 public key (65 bytes) and auth its 16-byte secret, both base64url.
+ * Returns it normalised (only those fields, no padding); anything else is a clear 400. An
+ * endpoint the policy refuses (a host outside allowedHosts, an internal IP literal,
+ * localhost) is a 400 push_endpoint_refused; names are resolved and checked when the
+ * transport connects, not here.
  */
-export function parseWebPushSubscription(text: string, allowLoopbackHttp: boolean): string {
+export function parseWebPushSubscription(text: string, endpoints: PushEndpointPolicy): string {
   let s: unknown;
   try {
     s = JSON.parse(text);
@@ -243,9 +277,10 @@ export function parseWebPushSubscription(text: string, allowLoopbackHttp: boolea
   } catch {
     throw invalidSubscription('endpoint is not a URL');
   }
-  const loopbackHttp = allowLoopbackHttp && url.protocol === 'http:' && isLoopback(url.hostname);
-  if (url.protocol !== 'https:' && !loopbackHttp) throw invalidSubscription('endpoint must be an https: URL');
+  const refused = refusedSubscriptionEndpoint(url, endpoints);
+  if (refused === 'scheme') throw invalidSubscription('endpoint must be an https: URL');
   if (url.username || url.password) throw invalidSubscription('endpoint must not carry credentials');
+  if (refused) throw badRequest('push_endpoint_refused', `this browser's push subscription cannot be used: ${describeRefusal(refused, endpointHost(url))}`);
   if (typeof keys !== 'object' || keys === null) throw invalidSubscription('keys (p256dh and auth) are missing');
   const p256dh = base64urlBytes(keys.p256dh);
   if (!p256dh || p256dh.length !== 65 || p256dh[0] !== 4) throw invalidSubscription('keys.p256dh must be base64url of a 65-byte uncompressed P-256 point');

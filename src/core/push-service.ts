@@ -211,7 +211,10 @@ export class PushService extends EventEmitter<PushEvents> {
         clearTimeout(timer);
         this.emit('sent', d.platform, r);
         if (!r.ok) {
-          this.log.warn({ device: d.id, user: c.user, error: r.error, stale: r.stale }, 'push not delivered');
+          this.log.warn(
+            { device: d.id, user: c.user, error: r.error, stale: r.stale, ...(r.refused ? { refused: r.refused } : {}) },
+            r.refused ? 'push not sent: the endpoint is refused' : 'push not delivered',
+          );
           if (r.stale) await this.devices.markStale(c.user, d.id).catch(() => {});
         }
         return r;

@@ -36,8 +36,12 @@ export interface PushTarget {
 
 export type PushResult =
   | { ok: true; messageId?: string }
-  /** stale: the service says the token is dead; the device is marked stale. */
-  | { ok: false; stale: boolean; error: string };
+  /**
+   * stale: the service says the token is dead; the device is marked stale. refused: the
+   * transport did not connect, because the endpoint's host or address is not one this server
+   * sends to (src/core/push-endpoints.ts); the word says why.
+   */
+  | { ok: false; stale: boolean; error: string; refused?: string };
 
 export interface PushTransport {
   readonly platform: Platform;

@@ -242,6 +242,11 @@ export interface DeviceRecord {
 
 export interface DeviceStore {
   put(device: DeviceRecord): Promise<void>;
+  /**
+   * Adds a new device unless its user already has `max` devices, in one step: of enrolments
+   * racing for the last place (on any instance) only one gets it. False when full.
+   */
+  add(device: DeviceRecord, max: number): Promise<boolean>;
   get(user: string, id: string): Promise<DeviceRecord | null>;
   list(user: string): Promise<DeviceRecord[]>;
   /** False when there is no such device. */

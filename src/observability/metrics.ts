@@ -40,8 +40,14 @@ export class Metrics {
 
   private pushSent = new Counter({
     name: 'countersign_push_sent_total',
-    help: 'Pushes handed to a push service, by platform and result',
+    help: 'Pushes to a push service, by platform and result (ok, stale, error, refused: not sent, the endpoint is not allowed)',
     labelNames: ['platform', 'result'],
+    registers: [this.registry],
+  });
+  private pushRefused = new Counter({
+    name: 'countersign_push_refused_total',
+    help: 'Pushes not sent because the endpoint is not allowed, by platform and reason (loopback, private, link-local, metadata, host-not-allowed, …)',
+    labelNames: ['platform', 'reason'],
     registers: [this.registry],
   });
   private fraud = new Counter({
@@ -127,7 +133,10 @@ export class Metrics {
   });
 
   constructor(engine: ChallengeEngine, push: PushService) {
-    push.on('sent', (platform, r) => this.pushSent.inc({ platform, result: r.ok ? 'ok' : r.stale ? 'stale' : 'error' }));
+    push.on('sent', (platform, r) => {
+      this.pushSent.inc({ platform, result: r.ok ? 'ok' : r.stale ? 'stale' : r.refused ? 'refused' : 'error' });
+      if (!r.ok && r.refused) this.pushRefused.inc({ platform, reason: r.refused });
+    });
     push.on('fraud', () => this.fraud.inc());
     collectDefaultMetrics({ register: this.registry, prefix: 'countersign_' });
     new Gauge({

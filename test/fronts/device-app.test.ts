@@ -91,7 +91,8 @@ describe('device API for the web app', () => {
   before(async () => {
     receiver = await WebPushReceiver.start();
     // Many logins per user in a few tests: no push rate limit here (test/fronts/push-throttle.test.ts has it).
-    s = await startTestServer({}, {}, (config) => void (config.push.rateLimit.count = 1000));
+    // The local push service is on loopback: allowPrivateAddresses.
+    s = await startTestServer({ COUNTERSIGN_PUSH_WEBPUSH_ALLOW_PRIVATE_ADDRESSES: 'true' }, {}, (config) => void (config.push.rateLimit.count = 1000));
   });
   after(async () => {
     Object.assign(eventStream, saved);

@@ -3,8 +3,8 @@
  * service and the browser together do with a message, checked independently of web-push.
  *
  * It hands out subscriptions (a P-256 key pair and a 16-byte auth secret per subscription,
- * as a browser makes them; the endpoint points here, plain http on 127.0.0.1), and for each
- * POST to an endpoint:
+ * as a browser makes them; the endpoint points here, plain http on 127.0.0.1, or by the name
+ * localhost), and for each POST to an endpoint:
  *   - checks the RFC 8292 VAPID Authorization header `vapid t=<JWT>, k=<public key>`: an
  *     ES256 JWT whose signature verifies with k, aud the endpoint's origin, exp in the future
  *     and at most 24 h away, sub a mailto: or https: URL; and, when the subscription was made
@@ -46,6 +46,8 @@ interface Holder {
   ecdh: ECDH;
   auth: Buffer;
   applicationServerKey?: string;
+  /** The origin of the subscription's endpoint: the VAPID audience. */
+  origin: string;
   status?: number;
 }
 
@@ -152,14 +154,18 @@ export class WebPushReceiver {
     return receiver;
   }
 
-  /** A new subscription, as PushManager.subscribe() makes one; pass the key the app subscribed with to have it enforced. */
-  subscribe(applicationServerKey?: string): Subscription & { id: string } {
+  /**
+   * A new subscription, as PushManager.subscribe() makes one; pass the key the app subscribed
+   * with to have it enforced, and host 'localhost' for an endpoint that names this service
+   * instead of giving its address.
+   */
+  subscribe(applicationServerKey?: string, host: '127.0.0.1' | 'localhost' = '127.0.0.1'): Subscription & { id: string } {
     const id = randomBytes(12).toString('base64url');
     const ecdh = createECDH('prime256v1');
     ecdh.generateKeys();
     const auth = randomBytes(16);
-    this.holders.set(id, { ecdh, auth, applicationServerKey });
-    return { id, endpoint: `${this.origin}/push/${id}`, keys: { p256dh: b64u(ecdh.getPublicKey()), auth: b64u(auth) } };
+    this.holders.set(id, { ecdh, auth, applicationServerKey, origin: this.origin.replace('127.0.0.1', host) });
+    return { id, endpoint: `${this.origin.replace('127.0.0.1', host)}/push/${id}`, keys: { p256dh: b64u(ecdh.getPublicKey()), auth: b64u(auth) } };
   }
 
   /** This subscription's answers from now on: 201, or 404/410 (gone), 429, 500… */
@@ -189,7 +195,7 @@ export class WebPushReceiver {
       if (!holder) throw Object.assign(new Error('no such subscription'), { status: 404 });
       if (h.ttl === undefined || !/^\d+$/.test(String(h.ttl))) throw Object.assign(new Error('TTL header missing or not a number'), { status: 400 });
       try {
-        p.vapid = checkVapid(h.authorization, this.origin);
+        p.vapid = checkVapid(h.authorization, holder.origin);
       } catch (err) {
         throw Object.assign(err as Error, { status: 401 });
       }

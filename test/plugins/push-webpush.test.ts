@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
 import { createECDH, randomBytes } from 'node:crypto';
-import { createServer } from 'node:net';
+import { createServer, type Server, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import webpush from 'web-push';
 import createWebPushTransport, { storedVapidKeys } from '../../plugins/push-webpush/index.js';
 import { Authenticator } from '../../src/cli/authenticator.js';
-import type { PushMessage, PushTarget } from '../../src/core/push.js';
+import type { PushMessage, PushResult, PushTarget } from '../../src/core/push.js';
 import { SecretBox } from '../../src/core/secretbox.js';
 import { MemoryStore } from '../../src/store/memory/index.js';
 import { systemClock } from '../../src/core/clock.js';
@@ -31,10 +31,32 @@ const message = (over: Partial<PushMessage> = {}): PushMessage => ({
 });
 const target = (s: Subscription, deviceId = 'dev-1'): PushTarget => ({ deviceId, platform: 'webpush', token: JSON.stringify(s) });
 
+/** A subscription's keys as a browser makes them, for an endpoint of the test's choosing. */
+const subscriptionAt = (endpoint: string): Subscription => {
+  const ecdh = createECDH('prime256v1');
+  ecdh.generateKeys();
+  return { endpoint, keys: { p256dh: ecdh.getPublicKey().toString('base64url'), auth: randomBytes(16).toString('base64url') } };
+};
+
+/** A TCP listener that counts every connection made to it (and drops each at once): what the server must never reach. */
+async function tripwire(host: string): Promise<{ port: number; connections: number; close(): Promise<void> }> {
+  const sockets = new Set<Socket>();
+  const wire = { port: 0, connections: 0, close: () => new Promise<void>((r) => server.close(() => r())) };
+  const server: Server = createServer((socket) => {
+    wire.connections++;
+    sockets.add(socket);
+    socket.destroy();
+  });
+  await new Promise<void>((r) => server.listen(0, host, r));
+  wire.port = (server.address() as { port: number }).port;
+  return wire;
+}
+
 describe('push-webpush against a local Web Push service', () => {
   let receiver: WebPushReceiver;
   const keys = webpush.generateVAPIDKeys();
-  const transport = createWebPushTransport({ subject: 'mailto:ops@example.org', vapid: keys, timeoutMs: 500 });
+  // The local push service is on 127.0.0.1, which only allowPrivateAddresses lets through.
+  const transport = createWebPushTransport({ subject: 'mailto:ops@example.org', vapid: keys, timeoutMs: 500, endpoints: { allowPrivateAddresses: true } });
 
   before(async () => {
     receiver = await WebPushReceiver.start();
@@ -150,6 +172,261 @@ describe('push-webpush against a local Web Push service', () => {
   });
 });
 
+describe('push-webpush connects to public addresses only', () => {
+  const keys = webpush.generateVAPIDKeys();
+  // The transport's default, what production passes: public addresses of any host.
+  const transport = createWebPushTransport({ subject: 'mailto:ops@example.org', vapid: keys, timeoutMs: 500 });
+  const allowingPrivate = createWebPushTransport({ subject: 'mailto:ops@example.org', vapid: keys, timeoutMs: 500, endpoints: { allowPrivateAddresses: true } });
+  let one: Awaited<ReturnType<typeof tripwire>>;
+  let two: Awaited<ReturnType<typeof tripwire>>;
+
+  before(async () => {
+    one = await tripwire('127.0.0.1');
+    two = await tripwire('127.0.0.2');
+  });
+  after(async () => {
+    await Promise.all([transport.close(), allowingPrivate.close()]);
+    await Promise.all([one?.close(), two?.close()]);
+  });
+
+  const send = (t: typeof transport, endpoint: string) => t.send(target(subscriptionAt(endpoint)), message(), NOW);
+
+  it('refuses loopback, its IPv4-mapped and unspecified forms and a name that resolves to loopback, at connect time: no connection is made', async () => {
+    const cases: [string, string][] = [
+      [`https://127.0.0.1:${one.port}/push/a`, 'loopback'],
+      [`https://127.0.0.2:${two.port}/push/a`, 'loopback'],
+      // A name: only the lookup at connect time knows where it goes (here /etc/hosts).
+      [`https://localhost:${one.port}/push/a`, 'loopback'],
+      [`https://[::ffff:127.0.0.2]:${two.port}/push/a`, 'loopback'],
+      [`https://[::ffff:7f00:1]:${one.port}/push/a`, 'loopback'],
+      // Linux connects 0.0.0.0 to the local host.
+      [`https://0.0.0.0:${one.port}/push/a`, 'unspecified'],
+      // Spelled as a number: the URL parser makes it 127.0.0.1.
+      [`https://2130706433:${one.port}/push/a`, 'loopback'],
+      [`http://127.0.0.1:${one.port}/push/a`, 'scheme'],
+    ];
+    const results: PushResult[] = [];
+    for (const [endpoint] of cases) results.push(await send(transport, endpoint));
+    assert.deepEqual({ at127001: one.connections, at127002: two.connections }, { at127001: 0, at127002: 0 }, 'no connection reached the listeners');
+    for (const [i, [endpoint, why]] of cases.entries()) {
+      const r = results[i]!;
+      assert.equal(r.ok, false, endpoint);
+      assert.equal(!r.ok && r.refused, why, `${endpoint}: ${JSON.stringify(r)}`);
+      assert.equal(!r.ok && r.stale, false, 'refused by this server, not gone at the push service');
+      assert.ok(!(!r.ok && r.error.includes('/push/a')), 'the endpoint’s capability path is never in the error');
+    }
+  });
+
+  it('refuses private, shared, link-local, multicast and cloud metadata addresses, IPv4 and IPv6', async () => {
+    const cases: [string, string][] = [
+      ['https://169.254.169.254/latest/meta-data/iam/security-credentials/', 'metadata'],
+      ['https://[::ffff:169.254.169.254]/latest/api/token', 'metadata'],
+      ['https://[fd00:ec2::254]/latest/meta-data/', 'metadata'],
+      ['https://10.20.30.40/push', 'private'],
+      ['https://172.16.5.4/push', 'private'],
+      ['https://192.168.1.1/push', 'private'],
+      ['https://[fd12:3456::1]/push', 'private'],
+      ['https://100.64.0.1/push', 'cgnat'],
+      ['https://169.254.10.10/push', 'link-local'],
+      ['https://[fe80::1]/push', 'link-local'],
+      ['https://224.0.0.251/push', 'multicast'],
+      ['https://[ff02::1]/push', 'multicast'],
+      ['https://[::]/push', 'unspecified'],
+      ['https://[::1]/push', 'loopback'],
+    ];
+    for (const [endpoint, why] of cases) {
+      const r = await send(transport, endpoint);
+      assert.equal(!r.ok && r.refused, why, `${endpoint}: ${JSON.stringify(r)}`);
+    }
+    // Allowing private addresses (a push service inside the network) never opens the metadata service or link-local.
+    for (const [endpoint, why] of cases.filter(([, w]) => ['metadata', 'link-local', 'multicast', 'unspecified'].includes(w))) {
+      const r = await send(allowingPrivate, endpoint);
+      assert.equal(!r.ok && r.refused, why, `allowPrivateAddresses, ${endpoint}: ${JSON.stringify(r)}`);
+    }
+    const zero = await send(allowingPrivate, `https://0.0.0.0:${one.port}/push/a`);
+    assert.equal(!zero.ok && zero.refused, 'unspecified');
+    assert.equal(one.connections, 0);
+  });
+
+  it('with allowedHosts, sends only to those hosts: by name, or below a *. suffix', async () => {
+    const receiver = await WebPushReceiver.start();
+    const only = (allowedHosts: string[]) =>
+      createWebPushTransport({ subject: 'mailto:ops@example.org', vapid: keys, timeoutMs: 500, endpoints: { allowPrivateAddresses: true, allowedHosts } });
+    const elsewhere = only(['fcm.googleapis.com', '*.push.services.mozilla.com']);
+    const local = only(['localhost']);
+    try {
+      const sub = receiver.subscribe();
+      const r = await elsewhere.send(target(sub), message(), NOW);
+      assert.equal(!r.ok && r.refused, 'host-not-allowed', JSON.stringify(r));
+      assert.deepEqual(receiver.for(sub.id), [], 'nothing reached the push service');
+      // The listed host is served; an address of it is not the host.
+      const named = receiver.subscribe(undefined, 'localhost');
+      assert.ok((await local.send(target(named), message(), NOW)).ok);
+      assert.equal(receiver.for(named.id)[0]!.status, 201);
+      const byAddress = await local.send(target(receiver.subscribe()), message(), NOW);
+      assert.equal(!byAddress.ok && byAddress.refused, 'host-not-allowed');
+    } finally {
+      await Promise.all([elsewhere.close(), local.close()]);
+      await receiver.close();
+    }
+  });
+});
+
+describe('Web Push endpoints on a production server', () => {
+  let s: TestServer;
+  let one: Awaited<ReturnType<typeof tripwire>>;
+  let two: Awaited<ReturnType<typeof tripwire>>;
+  let users = 0;
+  const sent: { platform: string; result: PushResult }[] = [];
+
+  before(async () => {
+    one = await tripwire('127.0.0.1');
+    two = await tripwire('127.0.0.2');
+    s = await startTestServer({
+      COUNTERSIGN_MODE: 'production',
+      COUNTERSIGN_STORE_KIND: 'memory',
+      COUNTERSIGN_PUBLIC_URL: 'https://mfa.example.org',
+      COUNTERSIGN_OIDC_ENABLED: 'false',
+      COUNTERSIGN_DATA_DIR: '/proc/countersign-not-writable',
+      COUNTERSIGN_PUSH_SEND_TIMEOUT_MS: '1000',
+    });
+    s.ctx.push.on('sent', (platform, result) => void sent.push({ platform, result }));
+  });
+  after(async () => {
+    await s?.close();
+    await Promise.all([one?.close(), two?.close()]);
+  });
+
+  const newUser = async () => {
+    const name = `p${++users}`;
+    assert.equal((await s.api('POST', '/api/v1/users', { name })).status, 201);
+    await s.api('POST', '/api/v1/users/factors', { users: [name], factor: 'push', enabled: true });
+    return name;
+  };
+  const enrol = async (name: string, pushToken?: string) => {
+    const link = new URL((await s.api('POST', `/api/v1/users/${name}/enrolments`)).body.uri);
+    // The link names the public URL; this test reaches the server where it listens.
+    link.searchParams.set('server', s.url);
+    return Authenticator.enrol(link.toString(), { platform: 'webpush', pushToken, name: 'Browser' });
+  };
+
+  it('refuses a subscription on a loopback, private, link-local or metadata address at enrolment and in a token update: a clear 400', async () => {
+    const name = await newUser();
+    const link = (await s.api('POST', `/api/v1/users/${name}/enrolments`)).body;
+    const token = new URL(link.uri).searchParams.get('token')!;
+    const p256 = createECDH('prime256v1');
+    p256.generateKeys();
+    const publicKey = { kty: 'EC', crv: 'P-256', x: p256.getPublicKey().subarray(1, 33).toString('base64url'), y: p256.getPublicKey().subarray(33).toString('base64url') };
+    const enrolWith = (endpoint: string) =>
+      s.api('POST', '/device/v1/enrol', { token, platform: 'webpush', pushToken: JSON.stringify(subscriptionAt(endpoint)), publicKey, name: 'x', protected: false }, '');
+    const refused: [string, RegExp][] = [
+      ['https://169.254.169.254/latest/meta-data/', /169\.254\.169\.254 is a cloud metadata address/],
+      ['https://[fd00:ec2::254]/latest/meta-data/', /cloud metadata address/],
+      ['https://localhost/push/x', /localhost is a loopback address/],
+      ['https://push.localhost/push/x', /loopback/],
+      [`https://127.0.0.1:${one.port}/push/x`, /loopback/],
+      [`https://127.0.0.2:${two.port}/push/x`, /loopback/],
+      ['https://[::1]/push/x', /loopback/],
+      ['https://[::ffff:127.0.0.1]/push/x', /loopback/],
+      ['https://[::ffff:a9fe:a9fe]/push/x', /cloud metadata/],
+      ['https://0.0.0.0/push/x', /unspecified/],
+      ['https://10.0.0.8/push/x', /private/],
+      ['https://192.168.178.1/push/x', /private/],
+      ['https://[fc00::8]/push/x', /private/],
+      ['https://100.100.1.1/push/x', /shared/],
+      ['https://[fe80::1]/push/x', /link-local/],
+    ];
+    for (const [endpoint, why] of refused) {
+      const r = await enrolWith(endpoint);
+      assert.equal(r.status, 400, `${endpoint}: ${JSON.stringify(r.body)}`);
+      assert.equal(r.body.error, 'push_endpoint_refused', endpoint);
+      assert.match(r.body.message, why);
+    }
+    // Production never takes http:, not even on loopback.
+    const http = await enrolWith(`http://127.0.0.1:${one.port}/push/x`);
+    assert.equal(http.status, 400);
+    assert.match(http.body.message, /https: URL/);
+    // A public host is taken (names are resolved when a push is sent, not here), and the link was not used up.
+    assert.equal((await enrolWith('https://updates.push.services.mozilla.com/wpush/v2/x')).status, 201);
+
+    const device = await enrol(name);
+    await assert.rejects(device.setPushToken(JSON.stringify(subscriptionAt('https://169.254.169.254/latest/api/token'))), /cloud metadata address/);
+    assert.equal(one.connections + two.connections, 0);
+  });
+
+  it('a stored subscription whose host resolves to loopback (DNS rebinding) or names an internal address gets no connection: refused, counted, the device kept, the login still pending', async () => {
+    const name = await newUser();
+    // Enrolled while their names pointed elsewhere; what they point to now is what the transport checks.
+    const endpoints = [`https://localhost:${one.port}/push/x`, `https://127.0.0.2:${two.port}/push/x`, 'https://169.254.169.254/latest/meta-data/'];
+    const devices = [];
+    for (const endpoint of endpoints) {
+      const device = await enrol(name);
+      await s.ctx.store.devices.update(name, device.file.deviceId, { pushToken: JSON.stringify(subscriptionAt(endpoint)) });
+      devices.push(device);
+    }
+    sent.length = 0;
+    const c = (await s.api('POST', '/api/v1/challenges', { user: name, origin: { client: 'vpn-gw', ip: '198.51.100.4' } })).body;
+    await until(() => sent.length === 3, 5000);
+    assert.deepEqual({ at127001: one.connections, at127002: two.connections }, { at127001: 0, at127002: 0 }, 'no connection reached the listeners');
+    assert.deepEqual(
+      sent.map(({ platform, result }) => [platform, !result.ok && result.refused]).sort(),
+      [['webpush', 'loopback'], ['webpush', 'loopback'], ['webpush', 'metadata']],
+    );
+    const metrics = (await s.api('GET', '/metrics', undefined, '')).body as string;
+    assert.match(metrics, /countersign_push_refused_total\{platform="webpush",reason="loopback"\} 2/);
+    assert.match(metrics, /countersign_push_refused_total\{platform="webpush",reason="metadata"\} 1/);
+    assert.match(metrics, /countersign_push_sent_total\{platform="webpush",result="refused"\} 3/);
+    const list = (await s.api('GET', `/api/v1/users/${name}/devices`)).body.devices as { stale?: boolean }[];
+    assert.deepEqual(list.map((d) => Boolean(d.stale)), [false, false, false], 'not stale: the subscription may be fine once its name or the rules change');
+    assert.equal((await s.api('GET', `/api/v1/challenges/${c.id}`)).body.state, 'pending', 'a refused push decides nothing');
+    assert.equal((await devices[0]!.answer(c.id, 'reject')).state, 'rejected', 'the devices still answer');
+  });
+});
+
+describe('push.webpush.allowedHosts on a server', () => {
+  let s: TestServer;
+  let receiver: WebPushReceiver;
+  const sent: PushResult[] = [];
+
+  before(async () => {
+    receiver = await WebPushReceiver.start();
+    s = await startTestServer({}, {}, (config) => {
+      config.push.webpush.allowPrivateAddresses = true; // the local push service
+      config.push.webpush.allowedHosts = ['localhost'];
+    });
+    s.ctx.push.on('sent', (_platform, result) => void sent.push(result));
+  });
+  after(async () => {
+    await s?.close();
+    await receiver?.close();
+  });
+
+  it('refuses another host at enrolment (400) and at send time, and delivers to the listed one', async () => {
+    await s.api('POST', '/api/v1/users', { name: 'listed' });
+    await s.api('POST', '/api/v1/users/factors', { users: ['listed'], factor: 'push', enabled: true });
+    const enrol = async (sub: Subscription) => {
+      const link = (await s.api('POST', '/api/v1/users/listed/enrolments')).body;
+      return Authenticator.enrol(link.uri, { platform: 'webpush', pushToken: JSON.stringify(sub), name: 'Browser' });
+    };
+    const vapidKey = (await s.api('GET', '/device/v1/webpush-key', undefined, '')).body.publicKey as string;
+    for (const other of [receiver.subscribe(vapidKey), subscriptionAt('https://fcm.googleapis.com/fcm/send/x')]) {
+      await assert.rejects(enrol(other), /is not one this server sends to \(push\.webpush\.allowedHosts\)/);
+    }
+    const named = receiver.subscribe(vapidKey, 'localhost');
+    await enrol(named);
+    // One enrolled before the list was set, on the address instead of the name.
+    const byAddress = receiver.subscribe(vapidKey);
+    const earlier = await enrol(named);
+    await s.ctx.store.devices.update('listed', earlier.file.deviceId, { pushToken: JSON.stringify(byAddress) });
+    sent.length = 0;
+    const c = (await s.api('POST', '/api/v1/challenges', { user: 'listed', origin: { client: 'vpn-gw', ip: '198.51.100.4' } })).body;
+    await until(() => sent.length === 2);
+    assert.equal(receiver.for(named.id)[0]?.json?.challengeId, c.id, 'the listed host got the push');
+    assert.deepEqual(receiver.for(byAddress.id), [], 'the other host got nothing');
+    assert.deepEqual(sent.map((r) => (r.ok ? 'ok' : r.refused)).sort(), ['host-not-allowed', 'ok']);
+  });
+});
+
 describe('Web Push through the server', () => {
   let receiver: WebPushReceiver;
   let s: TestServer;
@@ -157,7 +434,8 @@ describe('Web Push through the server', () => {
 
   before(async () => {
     receiver = await WebPushReceiver.start();
-    s = await startTestServer(); // development, default configuration: Web Push is on
+    // Development, default configuration (Web Push is on), and the local push service on loopback allowed.
+    s = await startTestServer({ COUNTERSIGN_PUSH_WEBPUSH_ALLOW_PRIVATE_ADDRESSES: 'true' });
   });
   after(async () => {
     await s?.close();

@@ -303,6 +303,22 @@ export function storeContract(name: string, make: () => Promise<Store>): void {
         assert.deepEqual(await store.devices.list(u), []);
       });
 
+      it('adds a device only while its user has fewer than the most allowed, also when adds race', async () => {
+        await ready;
+        const u = uid('cap');
+        const d = (id: string) => ({ id, user: u, name: id, platform: 'webpush' as const, publicKey: 'sealed', protected: false, createdAt: T0 });
+        const added = await Promise.all(['a', 'b', 'c', 'd', 'e'].map((id) => store.devices.add(d(id), 3)));
+        assert.equal(added.filter(Boolean).length, 3, `added: ${added}`);
+        assert.equal((await store.devices.list(u)).length, 3);
+        assert.equal(await store.devices.add(d('f'), 3), false);
+        assert.equal(await store.devices.add(d('f'), 4), true, 'the limit is the caller’s');
+        assert.equal(await store.devices.add({ ...d('x'), user: uid('cap-other') }, 1), true, 'counted per user');
+        const [gone] = added.flatMap((ok, i) => (ok ? [['a', 'b', 'c', 'd', 'e'][i]!] : []));
+        await store.devices.delete(u, gone!);
+        assert.equal(await store.devices.add(d('g'), 4), true, 'a removed device makes room');
+        await store.devices.deleteAll(u);
+      });
+
       it('sets a shared value once and reads it back', async () => {
         await ready;
         const k = uid('kv');

@@ -11,7 +11,7 @@ export function deviceRoutes(api: ApiBuilder, ctx: AppContext): void {
     path: '/users/:name/enrolments',
     summary:
       'Create a one-time push enrolment link for a user (valid 10 minutes by default): uri (countersign://enrol?…) for native apps and the reference authenticator, appUrl (<publicUrl>/app/#enrol=…) for the web app; the QR codes carry appUrl',
-    errors: { 404: 'no such user' },
+    errors: { 404: 'no such user', 409: 'the user has push.maxDevicesPerUser devices already; remove one first' },
     handler: async ({ req, res }) => {
       const name = String(req.params.name);
       const link = await ctx.devices.createEnrolment(name);

@@ -74,7 +74,12 @@ export function mountDeviceApi(app: Express, ctx: AppContext): DeviceApi {
         protected: z.boolean().describe('the app is PIN/biometric-protected'),
       })
       .strict(),
-    errors: { 400: 'invalid input, key or push subscription', 410: 'the link is unknown, used or expired', 429: 'too many attempts' },
+    errors: {
+      400: 'invalid input, key or push subscription, or a subscription whose push service this server does not send to (push_endpoint_refused)',
+      409: 'the user has push.maxDevicesPerUser devices already; remove one first (the link stays usable)',
+      410: 'the link is unknown, used or expired',
+      429: 'too many attempts',
+    },
     handler: async ({ req, body, res }) => {
       if ((await ctx.store.guards.hit(`enrol-ip:${req.ip}`, 60_000)) > 30) {
         throw new CountersignError(429, 'too_many_attempts', 'too many enrolment attempts; wait a minute');
@@ -126,7 +131,11 @@ export function mountDeviceApi(app: Express, ctx: AppContext): DeviceApi {
       'a request with no claim at all also means poll-only), rename it (claim name), say whether the app is locked (claim protected: ' +
       'approvals then come only from the unlocked app), or remove it (claim forget: true)',
     body: signed,
-    errors: { 400: 'malformed, or a push token its platform cannot use', 401: 'unknown device or bad signature', 409: 'replayed request' },
+    errors: {
+      400: 'malformed, or a push token its platform cannot use (a subscription whose push service this server does not send to: push_endpoint_refused)',
+      401: 'unknown device or bad signature',
+      409: 'replayed request',
+    },
     handler: async ({ req, body }) => {
       const { device, claims } = await ctx.devices.verify(body.request, 'update');
       const { pushToken: token, name, forget, protected: locked } = claims;

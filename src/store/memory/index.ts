@@ -325,6 +325,13 @@ class MemoryDevices implements DeviceStore {
     m.set(device.id, copy(device));
   }
 
+  async add(device: DeviceRecord, max: number): Promise<boolean> {
+    // One synchronous step: nothing else runs between the count and the write.
+    if ((this.byUser.get(device.user)?.size ?? 0) >= max) return false;
+    await this.put(device);
+    return true;
+  }
+
   async get(user: string, id: string): Promise<DeviceRecord | null> {
     const d = this.byUser.get(user)?.get(id);
     return d ? copy(d) : null;

@@ -23,7 +23,7 @@ import type {
 } from '../../core/store.js';
 import { matchesAudit } from '../memory/index.js';
 import { RedisPasskeys } from './passkeys.js';
-import { ADVANCE_OTP, CREATE_HASH, HIT, OTP_FAILURE, PEEK, REPLACE_PASSWORD_HASH, SPEND_OTP, SWAP_PENDING, TRANSITION, UPDATE_DEVICE, UPDATE_HASH } from './scripts.js';
+import { ADD_DEVICE, ADVANCE_OTP, CREATE_HASH, HIT, OTP_FAILURE, PEEK, REPLACE_PASSWORD_HASH, SPEND_OTP, SWAP_PENDING, TRANSITION, UPDATE_DEVICE, UPDATE_HASH } from './scripts.js';
 
 export interface RedisStoreOptions {
   /** redis://[:password@]host:port/db or rediss://… for a single server. */
@@ -56,6 +56,7 @@ interface Scripts {
   csReplacePasswordHash(key: string, expected: string, hash: string): Promise<number>;
   csSwapPending(key: string, challengeId: string): Promise<string | null>;
   csUpdateDevice(key: string, id: string, patch: string): Promise<number>;
+  csAddDevice(key: string, id: string, device: string, max: string): Promise<number>;
 }
 
 const hostPort = (s: string) => {
@@ -197,6 +198,7 @@ export class RedisStore implements Store {
     client.defineCommand('csReplacePasswordHash', { numberOfKeys: 1, lua: REPLACE_PASSWORD_HASH });
     client.defineCommand('csSwapPending', { numberOfKeys: 1, lua: SWAP_PENDING });
     client.defineCommand('csUpdateDevice', { numberOfKeys: 1, lua: UPDATE_DEVICE });
+    client.defineCommand('csAddDevice', { numberOfKeys: 1, lua: ADD_DEVICE });
     this.client = client as Client & Scripts;
     const p = opts.prefix;
     this.challenges = new RedisChallenges(this.client, p, () => this.openSubscriber());
@@ -640,6 +642,10 @@ class RedisDevices implements DeviceStore {
 
   async put(device: DeviceRecord): Promise<void> {
     await guarded(this.client.hset(this.key(device.user), device.id, JSON.stringify(device)));
+  }
+
+  async add(device: DeviceRecord, max: number): Promise<boolean> {
+    return (await guarded(this.client.csAddDevice(this.key(device.user), device.id, JSON.stringify(device), String(max)))) === 1;
   }
 
   async get(user: string, id: string): Promise<DeviceRecord | null> {

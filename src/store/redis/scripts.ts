@@ -116,6 +116,13 @@ redis.call('HSET', KEYS[1], 'pendingChallenge', ARGV[1])
 return old
 `;
 
+/** KEYS[1] devices hash; ARGV: id, device JSON, max — adds it unless the user has max devices already; 1 when added. */
+export const ADD_DEVICE = `
+if redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
+`;
+
 /** KEYS[1] devices hash; ARGV: id, patch JSON — merges into the stored JSON. */
 export const UPDATE_DEVICE = `
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
