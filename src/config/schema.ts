@@ -233,8 +233,11 @@ export const configSchema = z.object({
           keyFile: z.string().optional(),
           /** The CA certificates (PEM) that client certificates must chain to. */
           caFile: z.string().optional(),
-          /** A connection that has not finished its TLS handshake by then is closed. */
-          handshakeTimeoutSeconds: z.number().int().min(1).max(120).default(10),
+          /**
+           * A connection that has not finished its TLS handshake by then is closed, counted from
+           * the TCP connection (a peer that sends nothing, or a byte at a time, is closed alike).
+           */
+          handshakeTimeoutSeconds: z.number().int().min(1).max(120).default(5),
           /** A connection with no traffic and no request in progress for this long is closed. */
           idleTimeoutSeconds: z.number().int().min(5).max(86_400).default(300),
           /** Open connections per RadSec client; one more is closed at once. */
@@ -243,8 +246,23 @@ export const configSchema = z.object({
           maxRequestsPerConnection: z.number().int().min(1).max(256).default(256),
           /** Connections of all clients, handshakes included. */
           maxConnections: z.number().int().min(1).max(100_000).default(1024),
+          /**
+           * Connections from one source address still in their TLS handshake (no certificate
+           * shown yet); one more from that address is closed at once. A NAS needs one at a time.
+           */
+          maxHandshakesPerAddress: z.number().int().min(1).max(1024).default(4),
+          /**
+           * Connections still in their TLS handshake, from all addresses; unset, a quarter of
+           * maxConnections. One more closes the oldest of them, so a NAS, whose handshake takes
+           * a round trip or two, gets through connections that never finish theirs.
+           */
+          maxHandshakes: z.number().int().min(1).max(100_000).optional(),
         })
         .refine((r) => !r.enabled || (r.certFile && r.keyFile && r.caFile), 'radius.radsec.enabled needs certFile, keyFile and caFile')
+        .refine((r) => r.maxHandshakes === undefined || r.maxHandshakes <= r.maxConnections, {
+          message: 'radius.radsec.maxHandshakes cannot be more than maxConnections',
+          path: ['maxHandshakes'],
+        })
         .prefault({}),
     })
     .superRefine((r, ctx) => checkUpstreams(r, ctx))

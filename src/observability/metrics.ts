@@ -100,8 +100,14 @@ export class Metrics {
   /** RadSec (radius.radsec): TLS connections by what became of them before any RADIUS was read. */
   readonly radsecConnections = new Counter({
     name: 'countersign_radsec_connections_total',
-    help: 'RadSec connections, by outcome (accepted, unknown_address, handshake_failed, untrusted_certificate, unknown_certificate, too_many_connections) and client (accepted and too_many_connections only)',
+    help:
+      'RadSec connections, by outcome (accepted, unknown_address, too_many_handshakes, handshake_evicted, connections_full, handshake_timeout, handshake_failed, untrusted_certificate, unknown_certificate, too_many_connections) and client (accepted and too_many_connections only)',
     labelNames: ['outcome', 'client'],
+    registers: [this.registry],
+  });
+  readonly radsecHandshakes = new Gauge({
+    name: 'countersign_radsec_handshakes_in_progress',
+    help: 'RadSec connections let through the address check and still in their TLS handshake (no certificate shown yet)',
     registers: [this.registry],
   });
   readonly radsecOpen = new Gauge({

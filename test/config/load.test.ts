@@ -44,6 +44,7 @@ it('stops with a message that names the bad setting', () => {
     [{ COUNTERSIGN_SECRET_KEY: 'c2hvcnQ=' }, /32 bytes/],
     [{ COUNTERSIGN_MODE: 'prod' }, /mode/],
     [{ COUNTERSIGN_CONFIG: 'missing.json' }, /does not exist/],
+    [{ COUNTERSIGN_RADIUS_RADSEC_MAX_CONNECTIONS: '64', COUNTERSIGN_RADIUS_RADSEC_MAX_HANDSHAKES: '65' }, /radius\.radsec\.maxHandshakes cannot be more than maxConnections/],
   ];
   for (const [env, message] of bad) assert.throws(() => loadConfig(env, empty()), (e: Error) => e instanceof ConfigError && message.test(e.message));
   const dir = empty();

@@ -231,19 +231,35 @@ describe('RadSec: radsecproxy and node:tls against the RadSec listener', () => {
 
   it('limits: a handshake not finished in time, one connection more than maxConnectionsPerClient', async (t) => {
     if (!requirePeer(t, available, 'radsecproxy, radclient, openssl and oathtool')) return;
-    // A TCP connection that never starts TLS is closed after handshakeTimeoutSeconds (1 s here).
-    const silent = net.connect({ host: '127.0.0.1', port: s.radsecPort! });
-    silent.on('error', () => {});
-    const closedAfter = await new Promise<number>((resolve) => {
-      const started = Date.now();
-      const guard = setTimeout(() => resolve(Infinity), 8000);
-      silent.on('close', () => {
-        clearTimeout(guard);
-        resolve(Date.now() - started);
-      });
+    // handshakeTimeoutSeconds (1 s here) counts from the TCP connection: one that never starts
+    // TLS, and one that sends the start of a ClientHello a byte at a time, are both closed.
+    const timeoutsBefore = await metric(s, /countersign_radsec_connections_total\{outcome="handshake_timeout",client=""\} (\d+)/);
+    const hello = Buffer.from(`16030100c8010000c40303${'00'.repeat(64)}`, 'hex');
+    const connections = [false, true].map((trickle) => {
+      const socket = net.connect({ host: '127.0.0.1', port: s.radsecPort! });
+      socket.on('error', () => {});
+      let sent = 0;
+      const drip = trickle ? setInterval(() => sent < hello.length && socket.write(hello.subarray(sent, ++sent)), 100) : undefined;
+      return new Promise<{ closed: boolean; sent: number }>((resolve) => {
+        const guard = setTimeout(() => resolve({ closed: false, sent }), 10_000);
+        socket.on('close', () => {
+          clearTimeout(guard);
+          clearInterval(drip);
+          resolve({ closed: true, sent });
+        });
+      }).finally(() => socket.destroy());
     });
-    silent.destroy();
-    assert.ok(closedAfter < 8000, 'closed by the server');
+    const [silent, trickled] = await Promise.all(connections);
+    assert.ok(silent!.closed, 'the silent connection was closed by the server');
+    assert.ok(trickled!.closed, 'the trickling connection was closed by the server');
+    assert.ok(trickled!.sent < hello.length, 'before it had sent its ClientHello');
+    // Counted when the server side has seen its close.
+    const settled = async () =>
+      (await metric(s, /countersign_radsec_connections_total\{outcome="handshake_timeout",client=""\} (\d+)/)) === timeoutsBefore + 2 &&
+      (await metric(s, /countersign_radsec_handshakes_in_progress (\d+)/)) === 0;
+    for (let i = 0; i < 50 && !(await settled()); i++) await new Promise((r) => setTimeout(r, 50));
+    assert.equal(await metric(s, /countersign_radsec_connections_total\{outcome="handshake_timeout",client=""\} (\d+)/), timeoutsBefore + 2);
+    assert.equal(await metric(s, /countersign_radsec_handshakes_in_progress (\d+)/), 0, 'their handshake slots are free again');
 
     // radsec-elsewhere (from 127.0.0.2) may hold 3 connections: a fourth is closed unanswered.
     const held = [0, 1, 2].map((i) => probe(s.radsecPort!, good.ca, good.clients.elsewhere!, statusServer(10 + i), { localAddress: '127.0.0.2', keepOpen: true, ms: 2500 }));

@@ -14,6 +14,18 @@ const MAX_WRITE_BACKLOG = 1024 * 1024;
 
 type Handle = (msg: Buffer, peer: Peer) => Promise<void>;
 
+/** A connection let through the address check and not yet through its TLS handshake. */
+interface Handshake {
+  /** The TCP connection the TLS server was handed. */
+  socket: Socket;
+  address: string;
+  /** Its outcome is counted (a TLS error, a timeout, closed to make room); else its close is the peer's. */
+  counted: boolean;
+}
+
+/** How long a refusal reason stays at debug after it was logged at warn. */
+const WARN_EVERY_MS = 60_000;
+
 /** The names a RadSec client may be recognised by: subject CN and DNS subjectAltNames. */
 function certificateNames(cert: tls.PeerCertificate): string[] {
   const cn = cert.subject?.CN as string | string[] | undefined;
@@ -35,6 +47,16 @@ export class RadsecListener {
   private sockets = new Set<Socket>();
   private perClient = new Map<string, number>();
   private inflight = new Set<Promise<void>>();
+  /**
+   * Connections in their TLS handshake, oldest first, by "address|port" (the TLS socket Node
+   * makes of a TCP connection shares its peer, not its identity), and how many per address.
+   * Counted here rather than by net.Server.maxConnections, which drops the newest silently and
+   * cannot tell a handshake from a client it serves.
+   */
+  private handshakes = new Map<string, Handshake>();
+  private handshakesFrom = new Map<string, number>();
+  /** Per refusal reason: when it was last logged at warn, and the refusals not logged since. */
+  private warned = new Map<string, { at: number; suppressed: number }>();
 
   constructor(
     private ctx: AppContext,
@@ -66,21 +88,27 @@ export class RadsecListener {
       secureOptions: constants.SSL_OP_NO_TICKET,
     });
     secure.on('tlsClientError', (err, socket) => {
-      this.ctx.metrics.radsecConnections.inc({ outcome: 'handshake_failed', client: '' });
-      this.ctx.log.warn({ address: socket.remoteAddress, transport: 'radsec', reason: 'handshake_failed', detail: err.message }, 'radsec: connection refused');
+      // A TLS error or the handshake timeout, on a connection still open; one that is closed
+      // already (by the peer, or here to make room) was counted when its TCP connection closed.
+      const handshake = this.handshakes.get(`${socket.remoteAddress}|${socket.remotePort}`);
+      if (handshake && !handshake.counted) {
+        handshake.counted = true;
+        const timeout = (err as NodeJS.ErrnoException).code === 'ERR_TLS_HANDSHAKE_TIMEOUT';
+        this.refuse(socket, timeout ? 'handshake_timeout' : 'handshake_failed', handshake.address, { detail: err.message });
+      }
       // With a listener here Node leaves the socket open (a handshake timeout would not close it).
       socket.destroy();
     });
-    secure.on('secureConnection', (socket: tls.TLSSocket) => this.accept(socket));
+    secure.on('secureConnection', (socket: tls.TLSSocket) => {
+      this.handshakeOver(`${socket.remoteAddress}|${socket.remotePort}`);
+      this.accept(socket);
+    });
     const server = net.createServer((socket: Socket) => {
       // Before the handshake: an address no RadSec client may use costs no TLS work.
       const address = normalizeAddress(socket.remoteAddress ?? '');
-      if (this.clients.radsecAllowed(address)) return void secure.emit('connection', socket);
-      this.ctx.metrics.radsecConnections.inc({ outcome: 'unknown_address', client: '' });
-      this.ctx.log.warn({ address, transport: 'radsec', reason: 'unknown_address' }, 'radsec: connection refused');
-      socket.destroy();
+      if (!this.clients.radsecAllowed(address)) return this.refuse(socket, 'unknown_address', address);
+      if (this.admit(socket, address)) secure.emit('connection', socket);
     });
-    server.maxConnections = c.maxConnections;
     server.on('error', (err) => this.ctx.log.error({ err }, 'radsec listener error'));
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -100,7 +128,86 @@ export class RadsecListener {
     // Held requests are released by the engine stopping; wait for their last word, then hang up.
     await Promise.race([Promise.allSettled([...this.inflight]), new Promise((r) => setTimeout(r, 2000))]);
     for (const socket of this.sockets) socket.destroy();
+    // Else the server's close waits for them until their handshake timeout.
+    for (const handshake of this.handshakes.values()) {
+      handshake.counted = true;
+      handshake.socket.destroy();
+    }
     await closed;
+  }
+
+  /**
+   * Whether a TCP connection from inside a RadSec client's block may start its TLS handshake.
+   * Anyone in the block can connect, and until the handshake shows a certificate nothing says
+   * who: at most maxHandshakesPerAddress such connections per address, so one source cannot
+   * fill the listener, and at most maxHandshakes in all, the oldest closed to make room. A NAS's
+   * handshake takes a round trip or two, so it gets through connections that never finish
+   * theirs; and the clients' own connections, whose handshake is done, are never closed for it.
+   */
+  private admit(socket: Socket, address: string): boolean {
+    const c = this.ctx.config.radius.radsec;
+    const maxHandshakes = c.maxHandshakes ?? Math.max(1, Math.floor(c.maxConnections / 4));
+    const from = this.handshakesFrom.get(address) ?? 0;
+    if (from >= c.maxHandshakesPerAddress) {
+      this.refuse(socket, 'too_many_handshakes', address, { handshakes: from });
+      return false;
+    }
+    while (this.handshakes.size > 0 && (this.handshakes.size >= maxHandshakes || this.handshakes.size + this.sockets.size >= c.maxConnections)) {
+      const [key, oldest] = this.handshakes.entries().next().value!;
+      oldest.counted = true;
+      this.handshakeOver(key);
+      this.refuse(oldest.socket, 'handshake_evicted', oldest.address, { handshakes: this.handshakes.size + 1 });
+    }
+    if (this.sockets.size >= c.maxConnections) {
+      this.refuse(socket, 'connections_full', address, { open: this.sockets.size });
+      return false;
+    }
+    const key = `${socket.remoteAddress}|${socket.remotePort}`;
+    const handshake: Handshake = { socket, address, counted: false };
+    this.handshakes.set(key, handshake);
+    this.handshakesFrom.set(address, from + 1);
+    this.ctx.metrics.radsecHandshakes.set(this.handshakes.size);
+    socket.once('close', () => {
+      if (this.handshakes.get(key) !== handshake) return;
+      this.handshakeOver(key);
+      // Closed by the peer before its handshake was done.
+      if (!handshake.counted) this.refuse(socket, 'handshake_failed', address, { detail: 'the peer closed the connection' });
+    });
+    return true;
+  }
+
+  /** The connection under `key` is no longer in its handshake: done, failed or closed. */
+  private handshakeOver(key: string): void {
+    const handshake = this.handshakes.get(key);
+    if (!handshake) return;
+    this.handshakes.delete(key);
+    const left = (this.handshakesFrom.get(handshake.address) ?? 1) - 1;
+    if (left > 0) this.handshakesFrom.set(handshake.address, left);
+    else this.handshakesFrom.delete(handshake.address);
+    this.ctx.metrics.radsecHandshakes.set(this.handshakes.size);
+  }
+
+  /**
+   * Closes a connection no client is known for yet, counted each time. Anyone in a client's
+   * block (or, for unknown_address, anywhere) can cause these as fast as they can connect, so
+   * each reason is logged at warn at most once a minute, with how many were not; the rest at debug.
+   */
+  private refuse(socket: Socket, reason: string, address: string, fields: Record<string, unknown> = {}): void {
+    this.ctx.metrics.radsecConnections.inc({ outcome: reason, client: '' });
+    const entry = { address, transport: 'radsec', reason, ...fields };
+    const now = this.ctx.clock.now();
+    const last = this.warned.get(reason);
+    if (last && now - last.at < WARN_EVERY_MS) {
+      last.suppressed++;
+      this.ctx.log.debug(entry, 'radsec: connection refused');
+    } else {
+      this.warned.set(reason, { at: now, suppressed: 0 });
+      this.ctx.log.warn(
+        { ...entry, ...(last?.suppressed ? { refusedSinceLastWarning: last.suppressed } : {}) },
+        'radsec: connection refused (logged at warn at most once a minute per reason; countersign_radsec_connections_total counts each)',
+      );
+    }
+    socket.destroy();
   }
 
   /** A verified certificate: which client it is, then the connection's packets. */
