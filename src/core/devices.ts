@@ -103,6 +103,12 @@ export class DeviceService {
     const token = newToken(24);
     const expiresAt = this.clock.now() + this.policy.enrolmentMs;
     await this.store.tokens.put('enrol', digest(token), JSON.stringify({ user, expiresAt }), this.policy.enrolmentMs);
+    // One live link per user: a new one voids the one before, so links cannot pile up for one
+    // account (each is a way in for whoever holds it, and each was an audit event).
+    const liveKey = `enrol-live:${user}`;
+    const before = await this.store.kv.get(liveKey);
+    await this.store.kv.set(liveKey, digest(token), this.policy.enrolmentMs);
+    if (before) await this.store.tokens.take('enrol', before);
     const q = new URLSearchParams({ server: this.policy.publicUrl, token, user });
     return { uri: `countersign://enrol?${q}`, appUrl: `${this.policy.publicUrl.replace(/\/+$/, '')}/app/#enrol=${q}`, expiresAt };
   }

@@ -9,7 +9,8 @@ import { stateAfterWait } from '../../http/long-poll.js';
 import { parse, userName } from '../../http/validate.js';
 import type { AppContext } from '../../context.js';
 import type { UserRecord } from '../../core/store.js';
-import { BrowserSessions, type BrowserSession } from '../web/sessions.js';
+import { BrowserSessions, recentlyVerified, type BrowserSession } from '../web/sessions.js';
+import { hasOwnFactor } from '../../core/enrolled.js';
 import { passkeysOf } from './passkeys.js';
 import { PendingSignIns } from '../web/sign-in.js';
 import { authenticationResponse } from '../web/webauthn/schema.js';
@@ -29,6 +30,8 @@ export const accountSessions = (ctx: AppContext) =>
   });
 
 const code = z.string().regex(/^\d{6,8}$/, 'a code is 6 to 8 digits');
+/** Changes one user may make through the portal in an hour (each is an audit event and a store write). */
+const PORTAL_CHANGES_PER_HOUR = 30;
 
 /**
  * The self-service portal: /account/ (static pages, as the console) on /account/api. A user
@@ -52,9 +55,10 @@ export function mountAccount(app: Express, ctx: AppContext): void {
   const pendingLogin = (req: Request) => signIns.get(req);
 
   const openSession = async (req: Request, res: Response, user: string, method: string) => {
-    const s = await sessions.create(req, res, user, 'admin' /* unused for portal sessions */, ctx.clock.now());
+    const grace = method === 'enrolment-grace';
+    const s = await sessions.create(req, res, user, 'admin' /* unused for portal sessions */, ctx.clock.now(), { grace });
     record('account.sign-in', req, user, { method });
-    return { user, csrf: s.csrf };
+    return { user, csrf: s.csrf, ...(grace ? { grace: true } : {}) };
   };
 
   // Caller: anonymous. The first step: the password, then an invitation or the user's factor.
@@ -81,8 +85,10 @@ export function mountAccount(app: Express, ctx: AppContext): void {
       if (err instanceof CountersignError && err.code === 'no_second_factor') {
         // Within the default policy's grace for enrolment at sign-in, the password lets a user
         // with no factor in to set up their first one (RADIUS points such users here).
+        // Never for a console user: whoever knows a new administrator's initial password would
+        // enrol their own factor and then open the console with it.
         const u = await ctx.store.users.get(name);
-        if (u && ctx.config.policy.enrolAtSignIn === 'on') {
+        if (u && !u.role && ctx.config.policy.enrolAtSignIn === 'on') {
           const signIns = await ctx.store.guards.hit(`enrol-sign-ins:${name}`, Math.max((ctx.config.policy.enrolGraceDays ?? 14) * 86_400_000, 60_000));
           if (mayEnrolAtSignIn(groupsOf(u), ctx.config.policy, ctx.clock.now() - u.createdAt, signIns)) {
             return res.json({ signedIn: true, ...(await openSession(req, res, name, 'enrolment-grace')) });
@@ -156,12 +162,42 @@ export function mountAccount(app: Express, ctx: AppContext): void {
     res.json({ signedIn: true, ...(await openSession(req, res, l.user, c.method ?? 'unknown')) });
   });
 
-  // Everything below: the session's own user; changes carry the CSRF token.
-  const session = async (req: Request, res: Response, change = req.method !== 'GET'): Promise<BrowserSession> => {
+  // Everything below: the session's own user; changes carry the CSRF token and are limited per
+  // user (PORTAL_CHANGES_PER_HOUR), so no session can flood the audit or the store.
+  const session = async (req: Request, res: Response, opts: { change?: boolean; graceOk?: boolean } = {}): Promise<BrowserSession> => {
     const s = await sessions.get(req, res, ctx.clock.now());
     if (!s) throw new CountersignError(401, 'session_expired', 'not signed in');
-    if (change) sessions.checkCsrf(req, s);
+    if (opts.change ?? req.method !== 'GET') {
+      sessions.checkCsrf(req, s);
+      if ((await ctx.store.guards.hit(`account-changes:${s.user}`, 3600_000)) > PORTAL_CHANGES_PER_HOUR) {
+        throw new CountersignError(429, 'too_many_changes', 'too many changes to this account in the last hour; try again later');
+      }
+    }
+    if (s.grace && !opts.graceOk) {
+      throw new CountersignError(403, 'enrol_first', 'Set up your second factor first: until then, this sign-in can do nothing else.');
+    }
     return s;
+  };
+
+  /**
+   * Calls that add a way in (TOTP, a device link, a passkey, recovery codes). A session that
+   * proved the user's own factor within the last 15 minutes may; older ones sign in again
+   * first, as in the console. An enrolment-grace session (the password alone) may make only the
+   * first factor, and only while the user has none: then it ends (`done`).
+   */
+  const addingWayIn = async (req: Request, res: Response, what: 'otp' | 'device' | 'passkey' | 'recovery') => {
+    const s = await session(req, res, { graceOk: what !== 'recovery' });
+    if (s.grace) {
+      if (await hasOwnFactor(ctx, s.user)) {
+        await sessions.destroy(req, res);
+        throw new CountersignError(403, 'factor_exists', 'Your account has a second factor now: sign in again with it.');
+      }
+      return { s, done: async () => void (await sessions.destroy(req, res)) };
+    }
+    if (!recentlyVerified(s, ctx.clock.now())) {
+      throw new CountersignError(403, 'sign_in_again', 'To add a way to sign in, sign in again first: it must be within 15 minutes of signing in with your second factor.');
+    }
+    return { s, done: async () => {} };
   };
 
   const devicesOf = async (user: string, u: UserRecord) => {
@@ -176,7 +212,7 @@ export function mountAccount(app: Express, ctx: AppContext): void {
   };
 
   api.get('/me', async (req, res) => {
-    const s = await session(req, res);
+    const s = await session(req, res, { graceOk: true });
     const u = await ctx.users.require(s.user);
     const devices = await devicesOf(s.user, u);
     res.json({
@@ -189,31 +225,34 @@ export function mountAccount(app: Express, ctx: AppContext): void {
       devices,
       passkeys: passkeys ? await passkeys.list(s.user) : null,
       recovery: await ctx.recovery.status(s.user),
+      ...(s.grace ? { grace: true } : {}),
     });
   });
 
   api.post('/otp/start', async (req, res) => {
-    const s = await session(req, res);
+    const { s } = await addingWayIn(req, res, 'otp');
     const e = await ctx.otpEnrolments.start(s.user);
     res.json({ uri: e.uri, secret: e.secret, qrPng: await QRCode.toDataURL(e.uri, { margin: 2, scale: 5 }) });
   });
 
   api.post('/otp/confirm', async (req, res) => {
-    const s = await session(req, res);
+    const { s, done } = await addingWayIn(req, res, 'otp');
     const body = parse(z.object({ code }).strict(), req.body);
     if (!(await ctx.otpEnrolments.confirm(s.user, body.code))) {
       throw new CountersignError(400, 'otp_wrong_code', 'That code does not match the QR code; check the app and the time on your phone, and try again.');
     }
-    record('account.otp-enrol', req, s.user);
-    res.json({ ok: true });
+    record('account.otp-enrol', req, s.user, s.grace ? { grace: true } : {});
+    await done();
+    res.json({ ok: true, ...(s.grace ? { signedOut: true } : {}) });
   });
 
   api.post('/devices/enrolment', async (req, res) => {
-    const s = await session(req, res);
+    const { s, done } = await addingWayIn(req, res, 'device');
     const link = await ctx.devices.createEnrolment(s.user);
     await ctx.store.kv.set(pushMark(s.user), '1', Math.max(1000, link.expiresAt - ctx.clock.now() + 60_000));
-    record('account.device-enrolment', req, s.user);
-    res.json({ ...link, qrPng: await QRCode.toDataURL(link.appUrl, { margin: 2, scale: 5 }) });
+    record('account.device-enrolment', req, s.user, s.grace ? { grace: true } : {});
+    await done();
+    res.json({ ...link, qrPng: await QRCode.toDataURL(link.appUrl, { margin: 2, scale: 5 }), ...(s.grace ? { signedOut: true } : {}) });
   });
 
   api.delete('/devices/:id', async (req, res) => {
@@ -238,25 +277,26 @@ export function mountAccount(app: Express, ctx: AppContext): void {
   });
 
   api.post('/recovery', async (req, res) => {
-    const s = await session(req, res);
+    const { s } = await addingWayIn(req, res, 'recovery');
     const codes = await ctx.recovery.create(s.user);
     record('account.recovery-codes', req, s.user, { count: codes.length });
     res.json({ codes });
   });
 
   api.post('/passkeys/options', async (req, res) => {
-    const s = await session(req, res);
+    const { s } = await addingWayIn(req, res, 'passkey');
     if (!passkeys) throw new CountersignError(404, 'no_passkeys', 'passkeys are not available on this server');
     res.json(await passkeys.registrationOptions(s.user));
   });
 
   api.post('/passkeys', async (req, res) => {
-    const s = await session(req, res);
+    const { s, done } = await addingWayIn(req, res, 'passkey');
     if (!passkeys) throw new CountersignError(404, 'no_passkeys', 'passkeys are not available on this server');
     const body = parse(z.object({ response: z.record(z.string(), z.unknown()), name: z.string().min(1).max(100) }).strict(), req.body);
     const info = await passkeys.verifyRegistration(s.user, body.response as unknown as RegistrationResponseJSON, body.name);
-    record('account.passkey-add', req, s.user, { passkey: info.id });
-    res.status(201).json(info);
+    record('account.passkey-add', req, s.user, { passkey: info.id, ...(s.grace ? { grace: true } : {}) });
+    await done();
+    res.status(201).json({ ...info, ...(s.grace ? { signedOut: true } : {}) });
   });
 
   api.delete('/passkeys/:id', async (req, res) => {

@@ -5,10 +5,8 @@ import { parse } from '../../http/validate.js';
 import type { AppContext } from '../../context.js';
 import { adminAudit } from '../admin/audit.js';
 import { authenticationResponse, registrationResponse } from '../web/webauthn/schema.js';
-import type { BrowserSession, BrowserSessions } from '../web/sessions.js';
+import { STEP_UP_MS, recentlyVerified, type BrowserSession, type BrowserSessions } from '../web/sessions.js';
 
-/** Adding a passkey needs a sign-in this recent: a session left open on a desk cannot add a way back in. */
-export const PASSKEY_ADD_WITHIN_MS = 15 * 60_000;
 
 export interface ConsolePasskeyDeps {
   ctx: AppContext;
@@ -82,14 +80,14 @@ export function consolePasskeyRoutes(api: Router, deps: ConsolePasskeyDeps): voi
   // Caller: a console session (admin or helpdesk), for their own passkeys.
   api.get('/passkeys', async (req, res) => {
     const s = await deps.requireSession(req, res);
-    res.json({ passkeys: await ctx.passkeys.list(s.user), addWithinMs: PASSKEY_ADD_WITHIN_MS, signedInAt: s.createdAt });
+    res.json({ passkeys: await ctx.passkeys.list(s.user), addWithinMs: STEP_UP_MS, signedInAt: s.createdAt });
   });
 
   const recentSession = async (req: Request, res: Response) => {
     enabled();
     const s = await deps.requireSession(req, res);
     sessions.checkCsrf(req, s);
-    if (ctx.clock.now() - s.createdAt > PASSKEY_ADD_WITHIN_MS) {
+    if (!recentlyVerified(s, ctx.clock.now())) {
       throw new CountersignError(403, 'sign_in_again', 'to add a passkey, sign in again first (a passkey can only be added within 15 minutes of signing in)');
     }
     return s;

@@ -14,6 +14,38 @@ const GRACE_MS = 5 * 60 * 1000;
 /** Ids are bearer secrets (tokens, codes, the session cookie): the store sees only their digest. */
 export const idDigest = (id: string) => createHash('sha256').update(id).digest('base64url');
 
+/** A user's records (sessions, grants, codes, tokens) by `Model:digest`, so they can all be ended at once. */
+const accountKey = (accountId: string) => `oidc:account:${idDigest(accountId)}`;
+/** Longer than anything the provider keeps for an account (refresh tokens: 14 days). */
+const ACCOUNT_INDEX_MS = 15 * 24 * 3600 * 1000;
+
+/**
+ * Ends everything the provider keeps for a user: sessions (single sign-on stops), grants, and
+ * the codes, access and refresh tokens issued from them, on every instance. Returns how many
+ * sessions and grants there were. Called with the user's other sessions (src/core/sessions.ts):
+ * a password reset, "revoke sessions", a factor reset, a deletion.
+ */
+export async function endAccount(store: Store, accountId: string): Promise<number> {
+  const key = accountKey(accountId);
+  const refs = await store.kv.members(key);
+  let ended = 0;
+  await Promise.all(
+    refs.map(async (ref) => {
+      if (ref.startsWith('grant:')) {
+        // Everything issued from a grant, found through its index (revokeByGrantId's way).
+        const members = await store.kv.members(`oidc:${ref}`);
+        await Promise.all(members.map((m) => store.kv.delete(`oidc:${m}`)));
+        await store.kv.delete(`oidc:${ref}`);
+        return;
+      }
+      if ((ref.startsWith('Session:') || ref.startsWith('Grant:')) && (await store.kv.get(`oidc:${ref}`)) !== null) ended++;
+      await store.kv.delete(`oidc:${ref}`);
+    }),
+  );
+  await store.kv.delete(key);
+  return ended;
+}
+
 /**
  * What is written for a record: oidc-provider puts the id itself in the payload
  * (`jti`), and an interaction the session cookie (`session.cookie`, which
@@ -56,6 +88,11 @@ export function storeAdapter(store: Store, clients: OidcClients) {
       if (payload.uid) await store.kv.set(`oidc:uid:${idDigest(payload.uid)}`, ref, ttl);
       if (payload.userCode) await store.kv.set(`oidc:usercode:${idDigest(payload.userCode)}`, ref, ttl);
       if (payload.grantId) await store.kv.addMember(`oidc:grant:${idDigest(payload.grantId)}`, ref, ttl);
+      if (payload.accountId) {
+        const account = accountKey(String(payload.accountId));
+        await store.kv.addMember(account, ref, ACCOUNT_INDEX_MS);
+        if (payload.grantId) await store.kv.addMember(account, `grant:${idDigest(payload.grantId)}`, ACCOUNT_INDEX_MS);
+      }
     }
 
     async find(id: string): Promise<AdapterPayload | undefined> {

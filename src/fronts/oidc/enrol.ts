@@ -3,6 +3,7 @@ import express, { type Request, type Response, type Router } from 'express';
 import QRCode from 'qrcode';
 import type { Challenge } from '../../core/challenge.js';
 import { groupsOf } from '../../core/directories.js';
+import { hasOwnFactor } from '../../core/enrolled.js';
 import { mayEnrolAtSignIn, mergePolicy, type AccessPolicy } from '../../core/policy.js';
 import type { AppContext } from '../../context.js';
 import { idDigest } from './adapter.js';
@@ -90,6 +91,12 @@ ${error ? `<p class="err" role="alert">${esc(error)}</p>` : ''}
     const raw = await ctx.store.kv.get(key(uid));
     if (!raw) return res.redirect(303, `${base}/${uid}`);
     const p = JSON.parse(raw) as Pending;
+    // Only a first factor: if the user has enrolled one meanwhile (elsewhere, or the real user
+    // while someone else holds this sign-in with the password alone), this step replaces nothing.
+    if (await hasOwnFactor(ctx, p.user)) {
+      await ctx.store.kv.delete(key(uid));
+      return deps.deny(req, res, 'Your account has a second factor now; sign in again with it.');
+    }
     const code = typeof req.body?.code === 'string' ? req.body.code.trim() : '';
     const ok = /^\d{6,8}$/.test(code) && (await ctx.otpEnrolments.confirm(p.user, code).catch(() => false));
     if (!ok) return page(res, uid, p.user, 'That code did not match; scan this new QR code and try again.', 401);
@@ -111,7 +118,9 @@ ${error ? `<p class="err" role="alert">${esc(error)}</p>` : ''}
     async offer(uid: string, user: string, client: string, clientPolicy: AccessPolicy, ip?: string): Promise<{ redirect: string } | { refuse: string } | null> {
       const policy = mergePolicy(ctx.config.policy, clientPolicy);
       const record = await ctx.store.users.get(user);
-      if (!record || policy.enrolAtSignIn !== 'on') return null;
+      // Never for a console user: whoever knows a new administrator's initial password would
+      // enrol their own factor and then open the console with it.
+      if (!record || record.role || policy.enrolAtSignIn !== 'on') return null;
       const groups = groupsOf(record);
       // Not in an enrolment group: as if enrolment were off for them.
       if (!mayEnrolAtSignIn(groups, { ...policy, enrolGraceDays: undefined, enrolGraceSignIns: undefined }, 0, 0)) return null;

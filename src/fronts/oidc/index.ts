@@ -6,7 +6,7 @@ import type { Challenge } from '../../core/challenge.js';
 import { CountersignError } from '../../core/errors.js';
 import { whyNoPush } from '../../core/push-service.js';
 import type { AppContext } from '../../context.js';
-import { idDigest } from './adapter.js';
+import { endAccount, idDigest } from './adapter.js';
 import type { OidcClients } from './clients.js';
 import { ACR_APPROVED, WEAKER_THAN_ASKED, acceptedAcrs, clientPolicy, createProvider, derivedKey, loginFor, satisfies } from './provider.js';
 import { errorPage, factorPage, loginPage } from './pages.js';
@@ -37,6 +37,9 @@ const FINAL_WORDS: Record<string, string> = {
 export function mountOidc(app: Express, ctx: AppContext, clients: OidcClients) {
   const path = ctx.config.oidc.path;
   const base = `${path}/interaction`;
+  // A password reset, "revoke sessions", a factor reset or a deletion ends the user's single
+  // sign-on sessions, grants and refresh tokens too, not only their browser sessions here.
+  ctx.sessions.register({ name: 'oidc', endAll: (user) => endAccount(ctx.store, user) });
   const csrfKey = derivedKey(ctx, 'oidc-csrf');
   let provider: Provider | undefined;
   let handler: ReturnType<Provider['callback']> | undefined;

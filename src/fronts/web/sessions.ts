@@ -16,7 +16,26 @@ export interface BrowserSession {
   role: Role;
   csrf: string;
   createdAt: number;
+  /**
+   * When this session last proved the user's own second factor: its sign-in, or an invitation an
+   * administrator vouched for. Absent for an enrolment-grace session (the password alone), and
+   * for sessions made before this field existed (their createdAt stands in).
+   */
+  verifiedAt?: number;
+  /** Opened on the password alone within the enrolment grace: it may make the first enrolment, and ends with it. */
+  grace?: boolean;
 }
+
+/** Adding a way in (a passkey, a device, TOTP, recovery codes) needs the user's own factor this recently. */
+export const STEP_UP_MS = 15 * 60_000;
+
+/**
+ * Whether this session proved the user's own factor within STEP_UP_MS: a session left open on a
+ * desk, or opened on a password alone, cannot add a way back in. The console and the portal
+ * apply the same rule.
+ */
+export const recentlyVerified = (s: BrowserSession, now: number): boolean =>
+  !s.grace && now - (s.verifiedAt ?? s.createdAt) <= STEP_UP_MS;
 
 export const SESSION_COOKIE = 'cs_console';
 export const LOGIN_COOKIE = 'cs_console_login';
@@ -71,10 +90,10 @@ export class BrowserSessions {
   /** When a user's sessions were last ended; sessions created up to then are void. */
   private revokedKey = (user: string) => `${this.kind.name}-revoked:${user}`;
 
-  async create(req: Request, res: Response, user: string, role: Role, now: number): Promise<BrowserSession> {
+  async create(req: Request, res: Response, user: string, role: Role, now: number, opts: { grace?: boolean } = {}): Promise<BrowserSession> {
     const id = newToken(32);
     const d = digest(id);
-    const session: BrowserSession = { user, role, csrf: newToken(24), createdAt: now };
+    const session: BrowserSession = { user, role, csrf: newToken(24), createdAt: now, ...(opts.grace ? { grace: true } : { verifiedAt: now }) };
     // Indexed before it exists, so no live session is ever missing from the index.
     await this.store.kv.addMember(this.userIndexKey(user), d, MAX_MS);
     await this.store.kv.set(this.sessionKey(d), JSON.stringify(session), IDLE_MS);

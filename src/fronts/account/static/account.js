@@ -12,8 +12,23 @@ async function call(method, path, body) {
     credentials: 'same-origin',
   });
   const data = await res.json().catch(() => ({}));
-  if (!res.ok) throw Object.assign(new Error(data.message ?? `request failed (${res.status})`), { status: res.status, code: data.error });
+  if (!res.ok) {
+    // Adding a way in needs a recent sign-in with your factor; a first-enrolment sign-in ends
+    // once the factor is set up (or once one exists): both go back to the sign-in form.
+    if (['sign_in_again', 'factor_exists', 'session_expired'].includes(data.error) && csrf) signedOut(data.message);
+    throw Object.assign(new Error(data.message ?? `request failed (${res.status})`), { status: res.status, code: data.error });
+  }
+  if (data.signedOut) setTimeout(() => signedOut('Your second factor is set up. Sign in again with it to manage your account.'), 0);
   return data;
+}
+
+/** Back to the sign-in form, saying why (the session ended, or a change needs a fresh sign-in). */
+function signedOut(message) {
+  csrf = '';
+  clearInterval(devicePoll);
+  $('who').hidden = true;
+  show('signin');
+  flash(message);
 }
 
 const flash = (msg) => {
@@ -176,6 +191,11 @@ async function portal() {
         : [li('No passkey yet.')]),
     );
   }
+  // A first-enrolment sign-in (the password alone, within the grace) sets up one factor and nothing else.
+  $('grace-note').hidden = !me.grace;
+  $('recovery-card').hidden = Boolean(me.grace);
+  $('activity-card').hidden = Boolean(me.grace);
+  if (me.grace) return;
   $('recovery-status').textContent = me.recovery.total
     ? `${me.recovery.remaining} of ${me.recovery.total} codes left (made ${when(me.recovery.createdAt)}).`
     : 'You have no recovery codes.';
