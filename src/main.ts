@@ -145,9 +145,9 @@ function devSecret(config: Config, file: string, make: () => string, log: Logger
 
 export function createStore(config: Config, clock: Clock): Store {
   if (config.store.kind === 'redis') {
-    return new RedisStore({ ...config.store.redis, auditLimit: config.audit.limit });
+    return new RedisStore({ ...config.store.redis, auditLimit: config.audit.limit, auditActivityLimit: config.audit.activityLimit });
   }
-  return new MemoryStore({ clock, auditLimit: config.audit.limit });
+  return new MemoryStore({ clock, auditLimit: config.audit.limit, auditActivityLimit: config.audit.activityLimit });
 }
 
 /** Wires config → store → engine → plugins → fronts, and listens. */

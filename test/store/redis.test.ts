@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { it } from 'node:test';
+import { after, it } from 'node:test';
 import { Redis } from 'ioredis';
 import { RedisStore } from '../../src/store/redis/index.js';
 import { StoreUnavailableError } from '../../src/core/errors.js';
@@ -8,9 +8,23 @@ import { challengeAt, storeContract } from './contract.js';
 
 const up = await redisAvailable();
 const opts = (prefix: string) => ({ url: testRedisUrl(), prefix, auditLimit: 1000, commandTimeoutMs: 2000 });
+const contractPrefixes: string[] = [];
 
 if (up) {
-  storeContract('redis', async () => new RedisStore(opts(uniquePrefix('contract'))));
+  storeContract('redis', async (limits) => {
+    const prefix = uniquePrefix('contract');
+    contractPrefixes.push(prefix);
+    return new RedisStore({ ...opts(prefix), ...limits });
+  });
+  // The contract's audit streams keep no TTL: leave nothing behind.
+  after(async () => {
+    const raw = new Redis(testRedisUrl());
+    for (const p of contractPrefixes) {
+      const keys = await raw.keys(`${p}:*`);
+      if (keys.length) await raw.del(...keys);
+    }
+    raw.disconnect();
+  });
 }
 
 it('redis store is reachable for the contract suite', async (t) => {
@@ -37,7 +51,7 @@ it('redis keys carry hash tags and TTLs, so nothing leaks and Cluster works', as
     const keys = await raw.keys(`${prefix}:*`);
     for (const k of keys) {
       assert.match(k, /\{[^}]+\}/, `${k} has a hash tag`);
-      if (!k.endsWith(':{users}') && !k.endsWith(':{audit}') && !/:\{due-\d+\}$/.test(k)) {
+      if (!k.endsWith(':{users}') && !k.endsWith(':{audit}') && !k.endsWith(':{audit-activity}') && !/:\{due-\d+\}$/.test(k)) {
         assert.ok((await raw.pttl(k)) > 0, `${k} expires`);
       }
     }

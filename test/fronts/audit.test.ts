@@ -1,0 +1,125 @@
+/**
+ * The audit an investigation needs is there when it looks: no user can push it out with
+ * events they cause in volume.
+ */
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import dgram from 'node:dgram';
+import { after, before, describe, it } from 'node:test';
+import { Redis } from 'ioredis';
+import radius from 'radius';
+import { redisAvailable, testRedisUrl, uniquePrefix } from '../helpers/peers.js';
+import { nasConfig } from '../helpers/radclient.js';
+import { startTestServer, type TestServer } from '../helpers/server.js';
+
+const SECRET = 'audit-test-nas-secret';
+
+/** Audit records are written without holding up the answer: wait until the one looked for is there. */
+async function eventually<T>(fn: () => Promise<T | undefined>, what: string): Promise<T> {
+  for (let i = 0; i < 200; i++) {
+    const v = await fn();
+    if (v !== undefined) return v;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  assert.fail(`never happened: ${what}`);
+}
+
+const auditOf = async (s: TestServer, query: string): Promise<any[]> => {
+  const r = await s.api('GET', `/api/v1/audit?limit=1000&${query}`);
+  assert.equal(r.status, 200, JSON.stringify(r.body));
+  return r.body.events;
+};
+
+/** A NAS on one loopback address: one UDP socket, one request at a time. */
+async function nasAt(address: string) {
+  const sock = dgram.createSocket('udp4');
+  await new Promise<void>((r) => sock.bind(0, address, r));
+  let id = 0;
+  const exchange = (packet: Buffer, port: number, decode: (msg: Buffer) => any) =>
+    new Promise<any>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('no answer')), 5000);
+      sock.once('message', (msg) => {
+        clearTimeout(timer);
+        resolve(decode(msg));
+      });
+      sock.send(packet, port, '127.0.0.1');
+    });
+  return {
+    /** An Access-Request; its answer's code and attributes. */
+    access(port: number, attributes: [string, string | Buffer][]) {
+      const packet = radius.encode({ code: 'Access-Request', secret: SECRET, identifier: ++id % 256, attributes, add_message_authenticator: true });
+      return exchange(packet, port, (msg) => radius.decode({ packet: msg, secret: SECRET }));
+    },
+    /** An Accounting-Request (Start) signed per RFC 2866 §3; resolves when it is answered. */
+    accountingStart(port: number, user: string, session: string) {
+      const attr = (type: number, v: Buffer) => Buffer.concat([Buffer.from([type, v.length + 2]), v]);
+      const status = Buffer.alloc(4);
+      status.writeUInt32BE(1);
+      const body = [attr(40, status), attr(1, Buffer.from(user)), attr(44, Buffer.from(session))];
+      const pkt = Buffer.concat([Buffer.from([4, ++id % 256, 0, 0]), Buffer.alloc(16), ...body]);
+      pkt.writeUInt16BE(pkt.length, 2);
+      createHash('md5').update(pkt).update(SECRET).digest().copy(pkt, 4);
+      return exchange(pkt, port, (msg) => msg[0]);
+    },
+    close: () => sock.close(),
+  };
+}
+
+const stores = [
+  { name: 'memory', env: async () => ({}) },
+  {
+    name: 'redis',
+    env: async () => ((await redisAvailable()) ? { COUNTERSIGN_REDIS_URL: testRedisUrl(), COUNTERSIGN_REDIS_PREFIX: uniquePrefix('audit') } : null),
+  },
+];
+
+for (const kind of stores) {
+  describe(`nothing a NAS or a user sends in volume pushes the security audit out (${kind.name} store)`, () => {
+    let s: TestServer | undefined;
+    let nas: Awaited<ReturnType<typeof nasAt>> | undefined;
+    let prefix: string | undefined;
+    before(async () => {
+      const env = await kind.env();
+      if (!env) return;
+      prefix = (env as { COUNTERSIGN_REDIS_PREFIX?: string }).COUNTERSIGN_REDIS_PREFIX;
+      s = await startTestServer(env, {}, (config) => {
+        config.radius.clients = [nasConfig(SECRET, { name: 'vpn-gw', address: '127.0.0.1/32' })];
+        // Both streams small: the flood below is three times either.
+        config.audit.limit = 100;
+        config.audit.activityLimit = 100;
+      });
+      nas = await nasAt('127.0.0.1');
+    });
+    after(async () => {
+      nas?.close();
+      await s?.close();
+      // Audit streams keep no TTL: leave nothing behind in the shared Redis.
+      if (prefix) {
+        const raw = new Redis(testRedisUrl());
+        const keys = await raw.keys(`${prefix}:*`);
+        if (keys.length) await raw.del(...keys);
+        raw.disconnect();
+      }
+    });
+
+    it('an administrator\'s change and a login outlast 300 accounting events of the same user', async (t) => {
+      if (!s) return t.skip('redis-server not reachable');
+      assert.equal((await s.api('POST', '/api/v1/users', { name: 'victor', password: 'victor-pw' })).status, 201);
+      assert.equal((await s.api('POST', '/api/v1/users/victor/otp', {})).status, 200);
+      const open = await s.api('POST', '/api/v1/challenges', { user: 'victor' });
+      assert.equal(open.status, 201, JSON.stringify(open.body));
+      assert.equal((await s.api('POST', `/api/v1/challenges/${open.body.id}/approve`, {})).status, 200);
+      await eventually(async () => ((await auditOf(s!, 'user=victor&type=login')).some((e) => e.type === 'login') ? true : undefined), 'the login audited');
+      for (let i = 0; i < 300; i++) assert.equal(await nas!.accountingStart(s.radiusAccountingPort!, 'victor', `flood-${i}`), 5, 'Accounting-Response');
+      await eventually(async () => ((await auditOf(s!, 'user=victor')).some((e) => e.detail?.sessionId === 'flood-299') ? true : undefined), 'the last accounting event');
+      const events = await auditOf(s, 'user=victor');
+      const accounting = events.filter((e) => e.type === 'accounting');
+      assert.ok(accounting.length > 0 && accounting.length < 300, `the activity stream was trimmed (${accounting.length} kept)`);
+      assert.ok(events.some((e) => e.type === 'admin' && e.detail?.action === 'user.create'), 'the user.create event is still there');
+      assert.ok(events.some((e) => e.type === 'admin' && e.detail?.action === 'challenge.approve'), 'the approval is still there');
+      assert.ok(events.some((e) => e.type === 'login' && e.challengeId === open.body.id), 'the login is still there');
+      const security = await auditOf(s, 'user=victor&stream=security');
+      assert.ok(security.every((e) => e.type !== 'accounting'), 'accounting is never a security event');
+    });
+  });
+}
