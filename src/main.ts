@@ -181,7 +181,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     lockMs: config.otp.lockSeconds * 1000,
     maxLockMs: config.otp.maxLockSeconds * 1000,
   });
-  const audit = new Audit(store, log.child({ component: 'audit' }));
+  const audit = new Audit(store, log.child({ component: 'audit' }), clock);
   const directory = new Directories(
     config.directories.map((d) =>
       d.kind === 'local'
@@ -264,7 +264,10 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
 
   engine.on('resolved', (c) => void audit.login(c));
   engine.on('error', (err) => log.error({ err }, 'engine background task failed'));
-  login.on('otpFailure', (reason) => metrics.otpFailures.inc({ reason }));
+  login.on('otpFailure', (reason, failure) => {
+    metrics.otpFailures.inc({ reason });
+    void audit.otpFailure(failure);
+  });
   login.on('pushFailed', (err) => log.error({ err }, 'push dispatch failed'));
   passkeys.on('failure', (reason) => metrics.passkeyFailures.inc({ reason }));
 

@@ -1,6 +1,6 @@
 /**
  * The audit an investigation needs is there when it looks: no user can push it out with
- * events they cause in volume.
+ * events they cause in volume, and a wrong code is an event of the user who typed it.
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
@@ -8,6 +8,7 @@ import dgram from 'node:dgram';
 import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import radius from 'radius';
+import { base32Decode, hotp, totp, totpStep } from '../../src/core/otp.js';
 import { redisAvailable, testRedisUrl, uniquePrefix } from '../helpers/peers.js';
 import { nasConfig } from '../helpers/radclient.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
@@ -29,6 +30,18 @@ const auditOf = async (s: TestServer, query: string): Promise<any[]> => {
   assert.equal(r.status, 200, JSON.stringify(r.body));
   return r.body.events;
 };
+
+/** Six digits that are not the user's TOTP code anywhere near now. */
+function wrongCode(base32: string): string {
+  const key = base32Decode(base32);
+  const step = totpStep(Date.now(), 30);
+  const near = new Set<string>();
+  for (let i = step - 4; i <= step + 4; i++) near.add(hotp(key, i, 'SHA1', 6));
+  for (let n = 0; ; n++) {
+    const c = String((123456 + n * 7919) % 1_000_000).padStart(6, '0');
+    if (!near.has(c)) return c;
+  }
+}
 
 /** A NAS on one loopback address: one UDP socket, one request at a time. */
 async function nasAt(address: string) {
@@ -123,3 +136,132 @@ for (const kind of stores) {
     });
   });
 }
+
+describe('a wrong code is an audit event of the user who typed it', () => {
+  let s: TestServer;
+  let bridgeToken: string;
+  const secrets: Record<string, string> = {};
+  let challengeNas: Awaited<ReturnType<typeof nasAt>>;
+  let appendNas: Awaited<ReturnType<typeof nasAt>>;
+
+  before(async () => {
+    s = await startTestServer({}, {}, (config) => {
+      config.otp.maxFailures = 3;
+      config.radius.clients = [
+        nasConfig(SECRET, { name: 'vpn-challenge', address: '127.0.0.1/32', mode: 'challenge' }),
+        nasConfig(SECRET, { name: 'vpn-append', address: '127.0.0.2/32', mode: 'append' }),
+      ];
+    });
+    for (const name of ['ann', 'ben', 'cat', 'dan', 'eve', 'fay']) {
+      assert.equal((await s.api('POST', '/api/v1/users', { name, password: `${name}-pw` })).status, 201);
+      secrets[name] = (await s.api('POST', `/api/v1/users/${name}/otp`, {})).body.secret;
+    }
+    bridgeToken = (await s.api('POST', '/api/v1/bridge-credentials', { name: 'fleet-audit' })).body.token;
+    challengeNas = await nasAt('127.0.0.1');
+    appendNas = await nasAt('127.0.0.2');
+  });
+  after(async () => {
+    challengeNas?.close();
+    appendNas?.close();
+    await s?.close();
+  });
+
+  const otpEvents = (user: string) =>
+    eventually(async () => {
+      const events = (await auditOf(s, `user=${user}`)).filter((e) => e.type === 'otp');
+      return events.length > 0 ? events : undefined;
+    }, `an otp event of ${user}`);
+
+  it('the admin API: who, where from, which login, why; and a lock after too many', async () => {
+    const open = await s.api('POST', '/api/v1/challenges', { user: 'ann' });
+    assert.equal(open.status, 201);
+    const wrong = wrongCode(secrets.ann!);
+    assert.equal((await s.api('POST', `/api/v1/challenges/${open.body.id}/otp`, { code: wrong })).status, 401);
+    const [e] = await otpEvents('ann');
+    assert.equal(e.outcome, 'otp_invalid');
+    assert.equal(e.method, 'otp');
+    assert.equal(e.front, 'api');
+    assert.equal(e.challengeId, open.body.id);
+    assert.ok(e.ip, 'the source address');
+    assert.ok(!JSON.stringify(e).includes(wrong), 'the code typed is not kept');
+    // Two more: the third wrong code (otp.maxFailures) locks.
+    assert.equal((await s.api('POST', `/api/v1/challenges/${open.body.id}/otp`, { code: wrong })).status, 401);
+    assert.equal((await s.api('POST', `/api/v1/challenges/${open.body.id}/otp`, { code: wrong })).status, 423);
+    const all = await eventually(async () => {
+      const events = (await auditOf(s, 'user=ann&type=otp')).filter((x) => x.type === 'otp');
+      return events.length === 3 ? events : undefined;
+    }, 'three otp events');
+    assert.deepEqual(all.map((x) => x.outcome), ['otp_locked', 'otp_invalid', 'otp_invalid']);
+    assert.ok((await auditOf(s, 'user=ann&outcome=otp_locked')).some((x) => x.type === 'otp'), 'found by outcome');
+  });
+
+  it('the bridge: the workstation and the credential\'s login', async () => {
+    const res = await fetch(`${s.url}/bridge/v1/logins`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${bridgeToken}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ user: 'ben', workstation: 'PC-0042', ip: '192.0.2.42' }),
+    });
+    assert.equal(res.status, 201);
+    const login = (await res.json()) as { challengeId: string };
+    const answer = await fetch(`${s.url}/bridge/v1/logins/${login.challengeId}/otp`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${bridgeToken}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ code: wrongCode(secrets.ben!) }),
+    });
+    assert.equal(answer.status, 401);
+    const [e] = await otpEvents('ben');
+    assert.equal(e.outcome, 'otp_invalid');
+    assert.equal(e.front, 'bridge');
+    assert.equal(e.client, 'PC-0042');
+    assert.equal(e.ip, '192.0.2.42');
+  });
+
+  it('RADIUS challenge mode: the code typed at the prompt', async () => {
+    const first = await challengeNas.access(s.radiusPort!, [['User-Name', 'cat'], ['User-Password', 'cat-pw']]);
+    assert.equal(first.code, 'Access-Challenge');
+    const again = await challengeNas.access(s.radiusPort!, [
+      ['User-Name', 'cat'],
+      ['User-Password', wrongCode(secrets.cat!)],
+      ['State', first.raw_attributes.find(([t]: [number]) => t === 24)[1]],
+    ]);
+    assert.equal(again.code, 'Access-Challenge', 'asked again');
+    const [e] = await otpEvents('cat');
+    assert.equal(e.outcome, 'otp_invalid');
+    assert.equal(e.front, 'radius');
+    assert.equal(e.client, 'vpn-challenge');
+  });
+
+  it('RADIUS append: a wrong code and a reused one', async () => {
+    const wrong = await appendNas.access(s.radiusPort!, [['User-Name', 'dan'], ['User-Password', `dan-pw,${wrongCode(secrets.dan!)}`]]);
+    assert.equal(wrong.code, 'Access-Reject');
+    const [e] = await otpEvents('dan');
+    assert.equal(e.outcome, 'otp_invalid');
+    assert.equal(e.front, 'radius');
+    assert.equal(e.client, 'vpn-append');
+    assert.ok(e.challengeId, 'names the login it ended');
+
+    const code = totp(base32Decode(secrets.eve!), Date.now(), { algorithm: 'SHA1', digits: 6, period: 30 });
+    assert.equal((await appendNas.access(s.radiusPort!, [['User-Name', 'eve'], ['User-Password', `eve-pw,${code}`]])).code, 'Access-Accept');
+    assert.equal((await appendNas.access(s.radiusPort!, [['User-Name', 'eve'], ['User-Password', `eve-pw,${code}`]])).code, 'Access-Reject');
+    const [r] = await otpEvents('eve');
+    assert.equal(r.outcome, 'otp_replayed');
+  });
+
+  it('a store that cannot take the event changes no outcome', async () => {
+    const audit = s.ctx.store.audit;
+    const append = audit.append.bind(audit);
+    audit.append = async () => {
+      throw new Error('audit store down');
+    };
+    try {
+      const open = await s.api('POST', '/api/v1/challenges', { user: 'fay' });
+      assert.equal((await s.api('POST', `/api/v1/challenges/${open.body.id}/otp`, { code: wrongCode(secrets.fay!) })).status, 401, 'still a wrong code');
+      const code = totp(base32Decode(secrets.fay!), Date.now(), { algorithm: 'SHA1', digits: 6, period: 30 });
+      const right = await s.api('POST', `/api/v1/challenges/${open.body.id}/otp`, { code });
+      assert.equal(right.status, 200, JSON.stringify(right.body));
+      assert.equal(right.body.state, 'approved');
+    } finally {
+      audit.append = append;
+    }
+  });
+});
