@@ -1,6 +1,7 @@
 /**
  * The audit an investigation needs is there when it looks: no user can push it out with
- * events they cause in volume, and a wrong code is an event of the user who typed it.
+ * events they cause in volume, a wrong code is an event of the user who typed it, and a
+ * bulk change is an event of every user it changed.
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
@@ -262,6 +263,52 @@ describe('a wrong code is an audit event of the user who typed it', () => {
       assert.equal(right.body.state, 'approved');
     } finally {
       audit.append = append;
+    }
+  });
+});
+
+describe('a bulk change is an audit event of every user it changed', () => {
+  let s: TestServer;
+  before(async () => {
+    s = await startTestServer();
+    for (const name of ['alice', 'bob', 'carol']) {
+      assert.equal((await s.api('POST', '/api/v1/users', { name, email: `${name}@example.org` })).status, 201);
+    }
+    assert.equal((await s.api('POST', '/api/v1/users/factors', { users: ['carol'], factor: 'push', enabled: true })).status, 200);
+  });
+  after(() => s?.close());
+
+  it('turning a factor on for alice, bob and carol: one event each for alice and bob, one for the call', async () => {
+    const r = await s.api('POST', '/api/v1/users/factors', { users: ['alice', 'bob', 'carol', 'ghost'], factor: 'push', enabled: true });
+    assert.equal(r.status, 200);
+    const forAlice = await eventually(
+      async () => (await auditOf(s, 'user=alice')).find((e) => e.type === 'admin' && e.detail?.action === 'push.enable'),
+      'alice\'s push.enable',
+    );
+    assert.equal(forAlice.actor, 'admin-token');
+    assert.ok(forAlice.ip);
+    const forBob = (await auditOf(s, 'user=bob')).find((e) => e.detail?.action === 'push.enable');
+    assert.ok(forBob, 'bob\'s push.enable');
+    assert.equal(forBob.detail.batch, forAlice.detail.batch, 'one batch');
+    const carol = (await auditOf(s, 'user=carol')).filter((e) => e.detail?.action === 'push.enable');
+    assert.equal(carol.length, 1, 'carol had push already: only the earlier call changed her');
+    const summary = (await auditOf(s, 'type=admin')).find((e) => e.detail?.action === 'factors.bulk' && e.detail.batch === forAlice.detail.batch);
+    assert.ok(summary, 'one event for the call');
+    assert.equal(summary.user, undefined);
+    assert.deepEqual(
+      { factor: summary.detail.factor, enabled: summary.detail.enabled, requested: summary.detail.requested, failed: summary.detail.failed, changed: summary.detail.changed },
+      { factor: 'push', enabled: true, requested: 4, failed: 1, changed: 2 },
+    );
+  });
+
+  it('invitations to several users: one event each', async () => {
+    const r = await s.api('POST', '/api/v1/invitations', { users: ['alice', 'bob'] });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    for (const name of ['alice', 'bob']) {
+      await eventually(
+        async () => (await auditOf(s, `user=${name}`)).find((e) => e.type === 'admin' && e.detail?.action === 'invitation.send'),
+        `${name}'s invitation`,
+      );
     }
   });
 });
