@@ -96,6 +96,27 @@ it('the deadline index is spread over shards with their own hash tags, and still
   }
 });
 
+it('the one audit stream of earlier versions is read as the security stream after an upgrade', async (t) => {
+  if (!requirePeer(t, up, 'redis-server')) return;
+  const prefix = uniquePrefix('upgrade');
+  const raw = new Redis(testRedisUrl());
+  // What an earlier version left: every type in <prefix>:{audit}.
+  await raw.xadd(`${prefix}:{audit}`, '*', 'e', JSON.stringify({ at: 1, type: 'login', user: 'old', outcome: 'approved' }));
+  await raw.xadd(`${prefix}:{audit}`, '*', 'e', JSON.stringify({ at: 2, type: 'radius', user: 'old', outcome: 'reject' }));
+  const store = new RedisStore({ ...opts(prefix), auditLimit: 100, auditActivityLimit: 100 });
+  try {
+    await store.audit.append({ at: 3, type: 'radius', user: 'old', outcome: 'accept' });
+    assert.deepEqual((await store.audit.query({ user: 'old', limit: 10 })).map((e) => e.at), [3, 2, 1], 'old and new, merged');
+    assert.deepEqual((await store.audit.query({ user: 'old', stream: 'security', limit: 10 })).map((e) => e.at), [2, 1], 'the old events where they were');
+    assert.equal(await raw.xlen(`${prefix}:{audit-activity}`), 1, 'new activity goes to its own stream');
+  } finally {
+    const keys = await raw.keys(`${prefix}:*`);
+    if (keys.length) await raw.del(...keys);
+    raw.disconnect();
+    await store.close();
+  }
+});
+
 it('an unreachable redis fails with StoreUnavailableError, never an answer', async () => {
   const store = new RedisStore({ url: 'redis://127.0.0.1:1', prefix: 'x', auditLimit: 100, commandTimeoutMs: 300 });
   await assert.rejects(store.ping(), StoreUnavailableError);
