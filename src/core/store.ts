@@ -239,7 +239,10 @@ export interface AuditQuery {
 export interface AuditStore {
   /** Kept in the stream `auditStreamOf` names, trimmed at that stream's own length. */
   append(event: AuditEvent): Promise<void>;
-  /** Newest first (by `at`), both streams merged unless `stream` says one. */
+  /**
+   * Newest first, both streams merged unless `stream` says one: each stream in the order it
+   * was written, interleaved by `at` (on a tie, the activity event first).
+   */
   query(q: AuditQuery): Promise<AuditEvent[]>;
 }
 

@@ -16,9 +16,11 @@ export async function* matching(events: Iterable<AuditEvent> | AsyncIterable<Aud
 }
 
 /**
- * Up to `limit` events from streams that are each newest first, merged newest first by `at`
- * (on a tie the earlier stream's first). Each stream keeps its own order, so a stream whose
- * clocks disagree a little still reads as it was written.
+ * Up to `limit` events from streams that are each newest first, merged newest first by `at`.
+ * On a tie the later stream's event comes first: activity (a RADIUS packet's event) is written
+ * when a request is answered, after the security event of the decision it carried, and within
+ * one millisecond `at` cannot tell them apart. Each stream keeps its own order, so a stream
+ * whose clocks disagree a little still reads as it was written.
  */
 export async function mergeNewestFirst(streams: AsyncIterator<AuditEvent>[], limit: number): Promise<AuditEvent[]> {
   const heads = await Promise.all(streams.map((s) => s.next()));
@@ -27,7 +29,7 @@ export async function mergeNewestFirst(streams: AsyncIterator<AuditEvent>[], lim
     let best = -1;
     for (let i = 0; i < heads.length; i++) {
       const h = heads[i]!;
-      if (!h.done && (best < 0 || h.value.at > (heads[best]!.value as AuditEvent).at)) best = i;
+      if (!h.done && (best < 0 || h.value.at >= (heads[best]!.value as AuditEvent).at)) best = i;
     }
     if (best < 0) break;
     out.push(heads[best]!.value as AuditEvent);

@@ -492,6 +492,11 @@ export function storeContract(name: string, make: (limits?: AuditLimits) => Prom
         assert.deepEqual(ats(await store.audit.query({ user: u, type: 'account', limit: 100 })), [5, 4]);
         assert.deepEqual(ats(await store.audit.query({ user: u, since: T0 + 2, limit: 100 })), [5, 4, 3, 2]);
         assert.deepEqual(ats(await store.audit.query({ user: other, limit: 100 })), [7, 6]);
+        // A RADIUS packet's event is written after the login it answered, often in the same ms.
+        const tie = uid('merge-tie');
+        await store.audit.append({ at: T0 + 9, type: 'login', user: tie, front: 'radius', outcome: 'approved' });
+        await store.audit.append({ at: T0 + 9, type: 'radius', user: tie, front: 'radius', outcome: 'accept' });
+        assert.deepEqual((await store.audit.query({ user: tie, limit: 1 })).map((e) => e.type), ['radius'], 'the answer first, as written');
       });
 
       it('keeps each stream to its own limit', async () => {
