@@ -157,9 +157,9 @@ function devSecret(config: Config, file: string, make: () => string, log: Logger
 
 export function createStore(config: Config, clock: Clock): Store {
   if (config.store.kind === 'redis') {
-    return new RedisStore({ ...config.store.redis, auditLimit: config.audit.limit });
+    return new RedisStore({ ...config.store.redis, auditLimit: config.audit.limit, auditActivityLimit: config.audit.activityLimit });
   }
-  return new MemoryStore({ clock, auditLimit: config.audit.limit });
+  return new MemoryStore({ clock, auditLimit: config.audit.limit, auditActivityLimit: config.audit.activityLimit });
 }
 
 /** Wires config → store → engine → plugins → fronts, and listens. */
@@ -193,7 +193,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     lockMs: config.otp.lockSeconds * 1000,
     maxLockMs: config.otp.maxLockSeconds * 1000,
   });
-  const audit = new Audit(store, log.child({ component: 'audit' }));
+  const audit = new Audit(store, log.child({ component: 'audit' }), clock);
   const directory = new Directories(
     config.directories.map((d) =>
       d.kind === 'local'
@@ -292,7 +292,10 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
 
   engine.on('resolved', (c) => void audit.login(c));
   engine.on('error', (err) => log.error({ err }, 'engine background task failed'));
-  login.on('otpFailure', (reason) => metrics.otpFailures.inc({ reason }));
+  login.on('otpFailure', (reason, failure) => {
+    metrics.otpFailures.inc({ reason });
+    void audit.otpFailure(failure);
+  });
   login.on('pushFailed', (err) => log.error({ err }, 'push dispatch failed'));
   passkeys.on('failure', (reason) => metrics.passkeyFailures.inc({ reason }));
 

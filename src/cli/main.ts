@@ -77,7 +77,7 @@ Logins:
   countersign challenge otp ID CODE
   countersign challenge approve|reject|cancel ID
   countersign otp verify USER CODE
-  countersign audit [--user U] [--front F] [--outcome O] [--limit N]
+  countersign audit [--user U] [--front F] [--outcome O] [--type T] [--stream security|activity] [--limit N]
 
 Add --json to any client command for the raw answer.`;
 
@@ -153,6 +153,8 @@ export async function main(argv: string[], loadServer: LoadServer): Promise<numb
       user: { type: 'string' },
       front: { type: 'string' },
       outcome: { type: 'string' },
+      type: { type: 'string' },
+      stream: { type: 'string' },
       json: { type: 'boolean' },
       'key-file': { type: 'string' },
       address: { type: 'string' },
@@ -495,7 +497,7 @@ export async function main(argv: string[], loadServer: LoadServer): Promise<numb
   }
   if (cmd === 'audit') {
     const q = new URLSearchParams({ limit: o.limit ?? '50' });
-    for (const k of ['user', 'front', 'outcome'] as const) if (o[k]) q.set(k, o[k]!);
+    for (const k of ['user', 'front', 'outcome', 'type', 'stream'] as const) if (o[k]) q.set(k, o[k]!);
     const r = await api.call('GET', `/audit?${q}`);
     show(r, () =>
       r.events

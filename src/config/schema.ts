@@ -500,7 +500,18 @@ export const configSchema = z.object({
       level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     })
     .prefault({}),
-  audit: z.object({ limit: z.number().int().min(100).default(100_000) }).prefault({}),
+  /**
+   * The audit in the store is two streams, each trimmed at its own length (every event is
+   * also logged). What goes where: docs/security.md.
+   */
+  audit: z
+    .object({
+      /** Security events kept: logins, wrong codes, fraud reports, administrators' and factor changes. */
+      limit: z.number().int().min(100).default(100_000),
+      /** Activity events kept: RADIUS per-packet and accounting events, portal enrolment links, device renames. */
+      activityLimit: z.number().int().min(100).default(100_000),
+    })
+    .prefault({}),
   metrics: z
     .object({
       /** Bearer token /metrics asks for; without one, /metrics is public. */

@@ -1,6 +1,17 @@
 import type { Logger } from 'pino';
-import type { Challenge } from './challenge.js';
+import type { Challenge, Origin } from './challenge.js';
+import type { Clock } from './clock.js';
+import type { CountersignError } from './errors.js';
 import type { AuditEvent, Store } from './store.js';
+
+/** A code typed for a login and refused: whose, from where, for which login, and why. */
+export interface OtpFailure {
+  user: string;
+  origin: Origin;
+  /** The login it was typed for, when one was opened. */
+  challengeId?: string;
+  error: CountersignError;
+}
 
 /**
  * Audit events go to the log (always) and to the store (for the console and
@@ -11,6 +22,7 @@ export class Audit {
   constructor(
     private store: Store,
     private log: Logger,
+    private clock: Clock,
   ) {}
 
   async record(event: AuditEvent): Promise<void> {
@@ -37,6 +49,32 @@ export class Audit {
       challengeId: c.id,
       // The ID the login screen showed: the user's own history (device API) lists it.
       detail: { displayCode: c.displayCode, ...(c.reason ? { reason: c.reason } : {}) },
+    });
+  }
+
+  /**
+   * A wrong, reused or locked-out code typed at a login: an event of the user, so that
+   * `audit --user` shows someone guessing at their codes. The code itself is never kept.
+   * A store that could not be asked (5xx) is no refusal of the code and leaves no event.
+   */
+  async otpFailure(f: OtpFailure): Promise<void> {
+    if (f.error.status >= 500) return;
+    const { attemptsLeft, lockedUntil } = f.error.details ?? {};
+    await this.record({
+      at: this.clock.now(),
+      type: 'otp',
+      user: f.user,
+      front: f.origin.front,
+      ...(f.origin.client !== undefined ? { client: f.origin.client } : {}),
+      ...(f.origin.ip !== undefined ? { ip: f.origin.ip } : {}),
+      method: 'otp',
+      outcome: f.error.code,
+      ...(f.challengeId ? { challengeId: f.challengeId } : {}),
+      detail: {
+        ...(f.origin.via ? { via: f.origin.via } : {}),
+        ...(attemptsLeft !== undefined ? { attemptsLeft } : {}),
+        ...(lockedUntil !== undefined ? { lockedUntil } : {}),
+      },
     });
   }
 }

@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import type { OtpFailure } from './audit.js';
 import type { Challenge, Factor, Origin } from './challenge.js';
 import { firstFactorError, groupsOf, type Directories } from './directories.js';
 import { FAILURE_WORDS } from './directory.js';
@@ -54,7 +55,7 @@ export interface Opened {
  * typed into the front or an outcome to wait for. Fronts translate their
  * protocol into these calls and the errors back into their own answers.
  */
-export class LoginService extends EventEmitter<{ otpFailure: [string]; pushFailed: [unknown] }> {
+export class LoginService extends EventEmitter<{ otpFailure: [string, OtpFailure]; pushFailed: [unknown] }> {
   private passkeys?: Passkeys;
 
   constructor(
@@ -191,12 +192,14 @@ export class LoginService extends EventEmitter<{ otpFailure: [string]; pushFaile
         await this.otp.check(name, code, record);
       } catch (err) {
         const reason = err instanceof CountersignError ? err.code : 'error';
-        if (err instanceof CountersignError) this.emit('otpFailure', reason);
+        let ended: Challenge | undefined;
         try {
-          this.engine.decided(name, ['otp'], origin, 'rejected', { method: 'otp', reason });
+          ended = this.engine.decided(name, ['otp'], origin, 'rejected', { method: 'otp', reason });
         } catch {
           // Stopping: the refusal stands without its record.
         }
+        // Its audit event leaves in the same write as the login's record (a failure only).
+        if (err instanceof CountersignError) this.emit('otpFailure', reason, { user: name, origin, challengeId: ended?.id, error: err });
         throw err;
       }
       return this.engine.decided(name, ['otp'], origin, 'approved', { method: 'otp' });
@@ -279,7 +282,7 @@ export class LoginService extends EventEmitter<{ otpFailure: [string]; pushFaile
       await this.otp.check(c.user, code);
     } catch (err) {
       if (err instanceof CountersignError) {
-        this.emit('otpFailure', err.code);
+        this.emit('otpFailure', err.code, { user: c.user, origin: c.origin, challengeId: c.id, error: err });
         if (err.code === 'otp_locked') await this.engine.reject(id, 'otp', 'otp_locked');
       }
       throw err;

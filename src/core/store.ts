@@ -193,17 +193,56 @@ export interface AuditEvent {
   detail?: Record<string, unknown>;
 }
 
+/**
+ * The audit is kept as two streams, each trimmed at its own length, so that what anyone can
+ * cause in volume never pushes out what an investigation needs. `security`: logins, wrong
+ * codes, fraud reports, every administrator's change and console sign-in, factor changes
+ * (the portal's and the device API's included), invitations. `activity`: RADIUS per-packet
+ * and accounting events, portal enrolment links, a device renaming itself or changing its
+ * lock. docs/security.md lists every event and why it is where it is.
+ */
+export type AuditStream = 'security' | 'activity';
+export const AUDIT_STREAMS: readonly AuditStream[] = ['security', 'activity'];
+
+/** Types whose every event is activity: a NAS sends them per packet, without limit. */
+const ACTIVITY_TYPES = new Set(['radius', 'accounting']);
+/**
+ * Actions of `account` and `device` events a portal user or an enrolled device repeats at
+ * will and that change no factor; the rest of those types are factor changes and sign-ins.
+ */
+const ACTIVITY_ACTIONS: Record<string, ReadonlySet<string>> = {
+  account: new Set(['account.device-enrolment']),
+  device: new Set(['device.rename', 'device.lock']),
+};
+
+/**
+ * The stream an event is kept in. Anything not named as activity is security: a new kind
+ * of event is kept safe until someone decides it is high-volume.
+ */
+export function auditStreamOf(e: AuditEvent): AuditStream {
+  if (ACTIVITY_TYPES.has(e.type)) return 'activity';
+  const action = e.detail?.action;
+  return typeof action === 'string' && ACTIVITY_ACTIONS[e.type]?.has(action) ? 'activity' : 'security';
+}
+
 export interface AuditQuery {
   user?: string;
   front?: string;
   outcome?: string;
+  type?: string;
+  /** Only this stream; both by default. */
+  stream?: AuditStream;
   since?: number;
   limit: number;
 }
 
 export interface AuditStore {
+  /** Kept in the stream `auditStreamOf` names, trimmed at that stream's own length. */
   append(event: AuditEvent): Promise<void>;
-  /** Newest first. */
+  /**
+   * Newest first, both streams merged unless `stream` says one: each stream in the order it
+   * was written, interleaved by `at` (on a tie, the activity event first).
+   */
   query(q: AuditQuery): Promise<AuditEvent[]>;
 }
 

@@ -65,6 +65,10 @@ describe('OpenLDAP as the directory, through every front', () => {
     assert.equal(alice.directory.name, 'corp');
     assert.equal(alice.directory.state, 'active');
     assert.deepEqual([...alice.directory.groups].sort(), ['admins', 'engineering', 'staff'], 'nested groups');
+    // The group's enablement is an event of each member, naming the group.
+    const enabled = (await s.api('GET', '/api/v1/audit?user=carol')).body.events.find((e: any) => e.detail?.action === 'otp.enable');
+    assert.equal(enabled?.detail.group, 'engineering');
+    assert.equal(enabled?.detail.enrolled, true);
     assert.equal(alice.email, 'alice@example.org');
     assert.equal(alice.hasPassword, false, 'the password stays in the directory');
   });
@@ -210,6 +214,8 @@ describe('OpenLDAP as the directory, through every front', () => {
     const report = (await s.api('POST', '/api/v1/directories/corp/sync')).body;
     assert.deepEqual(report.removed, ['carol']);
     assert.equal((await s.api('GET', '/api/v1/users/carol')).body.directory.state, 'removed');
+    const removedEvent = (await s.api('GET', '/api/v1/audit?user=carol')).body.events.find((e: any) => e.detail?.action === 'directory.user-removed');
+    assert.equal(removedEvent?.client, 'corp', 'an event of the user the sync removed');
     const opened = await s.api('POST', '/api/v1/challenges', { user: 'carol' });
     assert.equal(opened.status, 403);
     assert.equal(opened.body.error, 'account_removed');

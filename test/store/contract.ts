@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it, after } from 'node:test';
 import type { Challenge, Resolution } from '../../src/core/challenge.js';
-import type { PasskeyRecord, Store, UserRecord } from '../../src/core/store.js';
+import type { AuditEvent, PasskeyRecord, Store, UserRecord } from '../../src/core/store.js';
 
 const T0 = Date.UTC(2026, 0, 1);
 
@@ -28,8 +28,17 @@ const user = (name: string, over: Partial<UserRecord> = {}): UserRecord => ({
 let n = 0;
 const uid = (p: string) => `${p}-${process.pid}-${++n}-${Math.random().toString(36).slice(2, 10)}`;
 
-/** One contract, every Store: memory and Redis must be indistinguishable here. */
-export function storeContract(name: string, make: () => Promise<Store>): void {
+/** The two audit streams' lengths a store is made with: security (`audit.limit`) and activity. */
+export interface AuditLimits {
+  auditLimit: number;
+  auditActivityLimit: number;
+}
+
+/**
+ * One contract, every Store: memory and Redis must be indistinguishable here. `make` without
+ * limits makes the suite's shared store; with them, a fresh one (the audit tests that fill streams).
+ */
+export function storeContract(name: string, make: (limits?: AuditLimits) => Promise<Store>): void {
   describe(`Store contract: ${name}`, () => {
     let store: Store;
     const ready = (async () => (store = await make()))();
@@ -430,6 +439,96 @@ export function storeContract(name: string, make: () => Promise<Store>): void {
         const radius = await store.audit.query({ user: u, front: 'radius', limit: 10 });
         assert.deepEqual(radius.map((e) => e.at), [T0 + 3, T0 + 1]);
         assert.equal((await store.audit.query({ user: u, limit: 2 })).length, 2);
+      });
+
+      /** A store of its own with small streams; closed after `fn`. */
+      const withLimits = async (limits: AuditLimits, fn: (s: Store) => Promise<void>) => {
+        const s = await make(limits);
+        try {
+          await fn(s);
+        } finally {
+          await s.close();
+        }
+      };
+      /** Appends in the order given; concurrently, as a busy server does (Redis pipelines them). */
+      const appendAll = (s: Store, events: AuditEvent[]) => Promise.all(events.map((e) => s.audit.append(e)));
+
+      it('high-volume events never push a security event out', async () => {
+        await withLimits({ auditLimit: 1000, auditActivityLimit: 100 }, async (s) => {
+          const u = uid('flush');
+          await s.audit.append({ at: T0, type: 'login', user: u, front: 'oidc', outcome: 'approved' });
+          await s.audit.append({ at: T0 + 1, type: 'admin', actor: 'admin-token', user: u, detail: { action: 'otp.enable' } });
+          // What a portal user, a NAS or an enrolled device can send without limit: far more than
+          // the whole security stream holds, never mind the activity stream.
+          const flood: AuditEvent[] = [];
+          for (let i = 0; i < 1500; i++) {
+            const at = T0 + 2 + i;
+            flood.push(
+              i % 3 === 0
+                ? { at, type: 'radius', user: u, front: 'radius', client: 'vpn-1', outcome: 'reject' }
+                : i % 3 === 1
+                  ? { at, type: 'account', actor: u, user: u, detail: { action: 'account.device-enrolment' } }
+                  : { at, type: 'accounting', user: u, front: 'radius', client: 'vpn-1', outcome: 'interim-update' },
+            );
+          }
+          await appendAll(s, flood);
+          const security = await s.audit.query({ user: u, stream: 'security', limit: 1000 });
+          assert.deepEqual(
+            security.map((e) => e.type),
+            ['admin', 'login'],
+            'the login and the administrator\'s change are still there',
+          );
+          const all = await s.audit.query({ user: u, limit: 5000 });
+          assert.ok(all.some((e) => e.type === 'login') && all.some((e) => e.type === 'admin'), 'and found without a stream filter');
+          assert.ok(all.length < 1502, `the activity stream was trimmed (${all.length} events kept)`);
+        });
+      });
+
+      it('merges both streams newest first and filters by user, front, outcome, type, stream and since', async () => {
+        await ready;
+        const u = uid('merge');
+        const other = uid('merge-other');
+        await appendAll(store, [
+          { at: T0 + 0, type: 'login', user: u, front: 'radius', outcome: 'approved' },
+          { at: T0 + 1, type: 'radius', user: u, front: 'radius', outcome: 'accept' },
+          { at: T0 + 2, type: 'otp', user: u, front: 'radius', outcome: 'otp_invalid' },
+          { at: T0 + 3, type: 'accounting', user: u, front: 'radius', outcome: 'start' },
+          { at: T0 + 4, type: 'account', user: u, detail: { action: 'account.device-enrolment' } },
+          { at: T0 + 5, type: 'account', user: u, detail: { action: 'account.recovery-codes' } },
+          { at: T0 + 6, type: 'login', user: other, front: 'oidc', outcome: 'approved' },
+          { at: T0 + 7, type: 'radius', user: other, front: 'radius', outcome: 'reject' },
+        ]);
+        const ats = (es: AuditEvent[]) => es.map((e) => e.at - T0);
+        assert.deepEqual(ats(await store.audit.query({ user: u, limit: 100 })), [5, 4, 3, 2, 1, 0]);
+        assert.deepEqual(ats(await store.audit.query({ user: u, limit: 3 })), [5, 4, 3], 'the limit counts both streams');
+        assert.deepEqual(ats(await store.audit.query({ user: u, stream: 'security', limit: 100 })), [5, 2, 0]);
+        assert.deepEqual(ats(await store.audit.query({ user: u, stream: 'activity', limit: 100 })), [4, 3, 1]);
+        assert.deepEqual(ats(await store.audit.query({ user: u, front: 'radius', limit: 100 })), [3, 2, 1, 0]);
+        assert.deepEqual(ats(await store.audit.query({ user: u, outcome: 'otp_invalid', limit: 100 })), [2]);
+        assert.deepEqual(ats(await store.audit.query({ user: u, type: 'account', limit: 100 })), [5, 4]);
+        assert.deepEqual(ats(await store.audit.query({ user: u, since: T0 + 2, limit: 100 })), [5, 4, 3, 2]);
+        assert.deepEqual(ats(await store.audit.query({ user: other, limit: 100 })), [7, 6]);
+        // A RADIUS packet's event is written after the login it answered, often in the same ms.
+        const tie = uid('merge-tie');
+        await store.audit.append({ at: T0 + 9, type: 'login', user: tie, front: 'radius', outcome: 'approved' });
+        await store.audit.append({ at: T0 + 9, type: 'radius', user: tie, front: 'radius', outcome: 'accept' });
+        assert.deepEqual((await store.audit.query({ user: tie, limit: 1 })).map((e) => e.type), ['radius'], 'the answer first, as written');
+      });
+
+      it('keeps each stream to its own limit', async () => {
+        await withLimits({ auditLimit: 100, auditActivityLimit: 100 }, async (s) => {
+          const u = uid('limits');
+          await s.audit.append({ at: T0, type: 'radius', user: u, front: 'radius', outcome: 'accept' });
+          const logins: AuditEvent[] = [];
+          for (let i = 1; i <= 1000; i++) logins.push({ at: T0 + i, type: 'login', user: u, outcome: 'approved' });
+          await appendAll(s, logins);
+          const security = await s.audit.query({ user: u, stream: 'security', limit: 1000 });
+          // Redis trims whole stream nodes (MAXLEN ~): a little over the limit may stay.
+          assert.ok(security.length >= 100 && security.length < 1000, `security trimmed to about its limit (${security.length})`);
+          assert.equal(security[0]!.at, T0 + 1000, 'the newest kept');
+          const activity = await s.audit.query({ user: u, stream: 'activity', limit: 1000 });
+          assert.deepEqual(activity.map((e) => e.at), [T0], 'security events never push an activity event out either');
+        });
       });
     });
 

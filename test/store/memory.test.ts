@@ -4,7 +4,7 @@ import { ManualClock } from '../../src/core/clock.js';
 import { MemoryStore } from '../../src/store/memory/index.js';
 import { challengeAt, storeContract } from './contract.js';
 
-storeContract('memory', async () => new MemoryStore());
+storeContract('memory', async (limits) => new MemoryStore({ ...limits }));
 
 it('memory store forgets resolved challenges after keepAfter', async () => {
   const clock = new ManualClock(Date.UTC(2026, 0, 1));

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { it } from 'node:test';
+import { after, it } from 'node:test';
 import { Redis } from 'ioredis';
 import { RedisStore } from '../../src/store/redis/index.js';
 import { StoreUnavailableError } from '../../src/core/errors.js';
@@ -8,9 +8,23 @@ import { challengeAt, storeContract } from './contract.js';
 
 const up = await redisAvailable();
 const opts = (prefix: string) => ({ url: testRedisUrl(), prefix, auditLimit: 1000, commandTimeoutMs: 2000 });
+const contractPrefixes: string[] = [];
 
 if (up) {
-  storeContract('redis', async () => new RedisStore(opts(uniquePrefix('contract'))));
+  storeContract('redis', async (limits) => {
+    const prefix = uniquePrefix('contract');
+    contractPrefixes.push(prefix);
+    return new RedisStore({ ...opts(prefix), ...limits });
+  });
+  // The contract's audit streams keep no TTL: leave nothing behind.
+  after(async () => {
+    const raw = new Redis(testRedisUrl());
+    for (const p of contractPrefixes) {
+      const keys = await raw.keys(`${p}:*`);
+      if (keys.length) await raw.del(...keys);
+    }
+    raw.disconnect();
+  });
 }
 
 it('redis store is reachable for the contract suite', async (t) => {
@@ -37,7 +51,7 @@ it('redis keys carry hash tags and TTLs, so nothing leaks and Cluster works', as
     const keys = await raw.keys(`${prefix}:*`);
     for (const k of keys) {
       assert.match(k, /\{[^}]+\}/, `${k} has a hash tag`);
-      if (!k.endsWith(':{users}') && !k.endsWith(':{audit}') && !/:\{due-\d+\}$/.test(k)) {
+      if (!k.endsWith(':{users}') && !k.endsWith(':{audit}') && !k.endsWith(':{audit-activity}') && !/:\{due-\d+\}$/.test(k)) {
         assert.ok((await raw.pttl(k)) > 0, `${k} expires`);
       }
     }
@@ -74,6 +88,27 @@ it('the deadline index is spread over shards with their own hash tags, and still
     assert.equal(await store.challenges.countPending(), 54);
     assert.deepEqual(await store.challenges.due(now - 54_500, 100), [], 'the forgotten ones are gone from every shard');
     assert.equal((await store.challenges.due(now, 100)).length, 54);
+  } finally {
+    const keys = await raw.keys(`${prefix}:*`);
+    if (keys.length) await raw.del(...keys);
+    raw.disconnect();
+    await store.close();
+  }
+});
+
+it('the one audit stream of earlier versions is read as the security stream after an upgrade', async (t) => {
+  if (!requirePeer(t, up, 'redis-server')) return;
+  const prefix = uniquePrefix('upgrade');
+  const raw = new Redis(testRedisUrl());
+  // What an earlier version left: every type in <prefix>:{audit}.
+  await raw.xadd(`${prefix}:{audit}`, '*', 'e', JSON.stringify({ at: 1, type: 'login', user: 'old', outcome: 'approved' }));
+  await raw.xadd(`${prefix}:{audit}`, '*', 'e', JSON.stringify({ at: 2, type: 'radius', user: 'old', outcome: 'reject' }));
+  const store = new RedisStore({ ...opts(prefix), auditLimit: 100, auditActivityLimit: 100 });
+  try {
+    await store.audit.append({ at: 3, type: 'radius', user: 'old', outcome: 'accept' });
+    assert.deepEqual((await store.audit.query({ user: 'old', limit: 10 })).map((e) => e.at), [3, 2, 1], 'old and new, merged');
+    assert.deepEqual((await store.audit.query({ user: 'old', stream: 'security', limit: 10 })).map((e) => e.at), [2, 1], 'the old events where they were');
+    assert.equal(await raw.xlen(`${prefix}:{audit-activity}`), 1, 'new activity goes to its own stream');
   } finally {
     const keys = await raw.keys(`${prefix}:*`);
     if (keys.length) await raw.del(...keys);

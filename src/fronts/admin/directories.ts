@@ -25,6 +25,8 @@ export function directoryRoutes(api: ApiBuilder, ctx: AppContext): void {
       const d = ctx.directory.byName(String(req.params.name));
       if (!d) throw notFound('directory', String(req.params.name));
       const report = await ctx.directory.sync(d);
+      // A user the sync marked removed can sign in nowhere now: an event of theirs too.
+      for (const user of report.removed) adminAudit(ctx, req, 'directory.user-removed', { user, client: d.name });
       adminAudit(ctx, req, 'directory.sync', { client: d.name, detail: { users: report.users, removed: report.removed } });
       return report;
     },

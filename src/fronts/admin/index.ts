@@ -16,7 +16,7 @@ import { invitationRoutes } from './invitations.js';
 import type { RadiusClients } from '../radius/clients.js';
 import type { OidcClients } from '../oidc/clients.js';
 import type { BridgeCredentials } from '../bridge/credentials.js';
-import type { AuditEvent } from '../../core/store.js';
+import { AUDIT_STREAMS, type AuditEvent } from '../../core/store.js';
 
 export const ADMIN_BASE = '/api/v1';
 
@@ -60,11 +60,14 @@ export function mountAdminApi(app: Express, ctx: AppContext, token: string, sess
   api.route({
     method: 'get',
     path: '/audit',
-    summary: 'Audit events, newest first, filtered by user, front or outcome',
+    summary:
+      'Audit events, newest first, filtered by user, front, outcome, type or stream (security: logins, wrong codes, administrators\' and factor changes; activity: RADIUS packets and accounting, enrolment links, device renames; both by default)',
     query: z.object({
       user: z.string().max(128).optional(),
       front: z.string().max(32).optional(),
       outcome: z.string().max(32).optional(),
+      type: z.string().max(32).optional(),
+      stream: z.enum(AUDIT_STREAMS).optional(),
       since: z.coerce.number().int().min(0).optional(),
       limit: z.coerce.number().int().min(1).max(1000).default(100),
     }),

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { badRequest } from '../../core/errors.js';
+import { newToken } from '../../core/ids.js';
 import type { ApiBuilder } from '../../http/openapi.js';
 import { userName } from '../../http/validate.js';
 import type { AppContext } from '../../context.js';
@@ -31,8 +32,13 @@ export function invitationRoutes(api: ApiBuilder, ctx: AppContext): void {
       const names = body.users ?? (await membersOf(ctx, body.group!, body.directory));
       const results = await ctx.invitations.inviteMany(names);
       const sent = results.filter((r) => r.ok).map((r) => r.name);
-      adminAudit(ctx, req, 'invitation.send', {
-        detail: { ...(body.group ? { group: body.group } : {}), sent, failed: results.filter((r) => !r.ok).map((r) => r.name), mailer: ctx.invitations.mailerKind },
+      // One event per user invited (`audit --user` finds it), and one for the call, tied by `batch`.
+      const batch = newToken(9);
+      const group = body.group ? { group: body.group } : {};
+      const mailer = ctx.invitations.mailerKind;
+      for (const user of sent) adminAudit(ctx, req, 'invitation.send', { user, detail: { ...group, batch, mailer } });
+      adminAudit(ctx, req, 'invitation.bulk', {
+        detail: { ...group, batch, requested: results.length, sent: sent.length, failed: results.filter((r) => !r.ok).map((r) => r.name), mailer },
       });
       return { results, sent: sent.length, failed: results.length - sent.length };
     },

@@ -7,6 +7,7 @@ import type { UserRecord } from '../../core/store.js';
 import { adminAudit } from './audit.js';
 import { membersOf } from './directories.js';
 import { notFound } from '../../core/errors.js';
+import { newToken } from '../../core/ids.js';
 
 const otpParams = z
   .object({
@@ -99,16 +100,29 @@ export function userRoutes(api: ApiBuilder, ctx: AppContext): void {
       (await mapLimit(names, 64, (n) => ctx.store.users.get(n))).forEach((u, i) => before.set(names[i]!, u));
       const results = await ctx.users.setFactor(names, body.factor, body.enabled, body.otp);
       const succeeded = results.filter((r) => r.ok).length;
-      const changed = results
-        .filter((r) => {
-          if (!r.ok) return false;
-          const u = before.get(r.name);
-          const was = body.factor === 'push' ? u?.pushEnabled : u?.otpEnabled;
-          return Boolean(r.otp) || was !== body.enabled;
-        })
-        .map((r) => r.name);
-      adminAudit(ctx, req, `${body.factor}.${body.enabled ? 'enable' : 'disable'}`, {
-        detail: { ...(body.group ? { group: body.group } : {}), requested: results.length, succeeded, failed: results.length - succeeded, changed },
+      const changed = results.filter((r) => {
+        if (!r.ok) return false;
+        const u = before.get(r.name);
+        const was = body.factor === 'push' ? u?.pushEnabled : u?.otpEnabled;
+        return Boolean(r.otp) || was !== body.enabled;
+      });
+      // One event per user changed, so `audit --user` finds it, tied to the call's own event by
+      // `batch`. Not awaited: ten thousand writes leave pipelined while the answer goes out.
+      const batch = newToken(9);
+      const group = body.group ? { group: body.group } : {};
+      const action = `${body.factor}.${body.enabled ? 'enable' : 'disable'}`;
+      for (const r of changed) adminAudit(ctx, req, action, { user: r.name, detail: { ...group, batch, ...(r.otp ? { enrolled: true } : {}) } });
+      adminAudit(ctx, req, 'factors.bulk', {
+        detail: {
+          factor: body.factor,
+          enabled: body.enabled,
+          ...group,
+          batch,
+          requested: results.length,
+          succeeded,
+          failed: results.length - succeeded,
+          changed: changed.length,
+        },
       });
       return { succeeded, failed: results.length - succeeded, results };
     },

@@ -192,19 +192,16 @@ export function mountDeviceApi(app: Express, ctx: AppContext): DeviceApi {
     errors: { 401: 'unknown device or bad signature', 409: 'replayed request' },
     handler: async ({ body }) => {
       const { device } = await ctx.devices.verify(body.request, 'poll');
-      // Other events (admin changes, devices) share the audit: read a few more than we show.
-      const events = await ctx.store.audit.query({ user: device.user, limit: HISTORY * 10 });
-      const logins = events
-        .filter((e) => e.type === 'login')
-        .slice(0, HISTORY)
-        .map((e) => ({
-          time: e.at,
-          ...(e.client !== undefined ? { client: e.client } : {}),
-          ...(e.ip !== undefined ? { ip: e.ip } : {}),
-          outcome: e.outcome,
-          ...(e.method !== undefined ? { method: e.method } : {}),
-          ...(typeof e.detail?.displayCode === 'string' ? { displayCode: e.detail.displayCode } : {}),
-        }));
+      // By type in the store: the user's RADIUS packets and device events never crowd logins out.
+      const events = await ctx.store.audit.query({ user: device.user, type: 'login', stream: 'security', limit: HISTORY });
+      const logins = events.map((e) => ({
+        time: e.at,
+        ...(e.client !== undefined ? { client: e.client } : {}),
+        ...(e.ip !== undefined ? { ip: e.ip } : {}),
+        outcome: e.outcome,
+        ...(e.method !== undefined ? { method: e.method } : {}),
+        ...(typeof e.detail?.displayCode === 'string' ? { displayCode: e.detail.displayCode } : {}),
+      }));
       return { logins };
     },
   });

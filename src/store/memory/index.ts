@@ -1,27 +1,31 @@
 import type { Challenge, Outcome, Resolution } from '../../core/challenge.js';
 import { systemClock, type Clock } from '../../core/clock.js';
-import type {
-  AuditEvent,
-  AuditQuery,
-  AuditStore,
-  ChallengeStore,
-  DeviceRecord,
-  DeviceStore,
-  GuardStore,
-  KvStore,
-  OtpLimits,
-  OtpSpent,
-  PasskeyRecord,
-  PasskeyStore,
-  SettingsStore,
-  Store,
-  TokenStore,
-  TransitionResult,
-  UserPage,
-  UserPatch,
-  UserRecord,
-  UserStore,
+import {
+  AUDIT_STREAMS,
+  auditStreamOf,
+  type AuditEvent,
+  type AuditQuery,
+  type AuditStore,
+  type AuditStream,
+  type ChallengeStore,
+  type DeviceRecord,
+  type DeviceStore,
+  type GuardStore,
+  type KvStore,
+  type OtpLimits,
+  type OtpSpent,
+  type PasskeyRecord,
+  type PasskeyStore,
+  type SettingsStore,
+  type Store,
+  type TokenStore,
+  type TransitionResult,
+  type UserPage,
+  type UserPatch,
+  type UserRecord,
+  type UserStore,
 } from '../../core/store.js';
+import { matching, mergeNewestFirst } from '../audit.js';
 
 /**
  * The embedded default: everything in this process, lost on restart. It keeps
@@ -41,10 +45,12 @@ export class MemoryStore implements Store {
   readonly passkeys = new MemoryPasskeys();
   private sweeper: NodeJS.Timeout;
 
-  constructor(opts: { clock?: Clock; auditLimit?: number } = {}) {
+  /** `auditLimit`: the security stream's length; `auditActivityLimit` the activity stream's (by default the same). */
+  constructor(opts: { clock?: Clock; auditLimit?: number; auditActivityLimit?: number } = {}) {
     const clock = opts.clock ?? systemClock;
     this.challenges = new MemoryChallenges(clock);
-    this.audit = new MemoryAudit(opts.auditLimit ?? 100_000);
+    const auditLimit = opts.auditLimit ?? 100_000;
+    this.audit = new MemoryAudit({ security: auditLimit, activity: opts.auditActivityLimit ?? auditLimit });
     this.guards = new MemoryGuards(clock);
     this.tokens = new MemoryTokens(clock);
     this.kv = new MemoryKv(clock);
@@ -253,28 +259,29 @@ class MemoryUsers implements UserStore {
   }
 }
 
+function* backwards<T>(items: T[]): Generator<T> {
+  for (let i = items.length - 1; i >= 0; i--) yield items[i]!;
+}
+
 class MemoryAudit implements AuditStore {
-  private events: AuditEvent[] = [];
-  constructor(private limit: number) {}
+  private streams: Record<AuditStream, AuditEvent[]> = { security: [], activity: [] };
+  constructor(private limits: Record<AuditStream, number>) {}
 
   async append(event: AuditEvent): Promise<void> {
-    this.events.push(copy(event));
-    if (this.events.length > this.limit * 1.1) this.events.splice(0, this.events.length - this.limit);
+    const stream = auditStreamOf(event);
+    const events = this.streams[stream];
+    events.push(copy(event));
+    const limit = this.limits[stream];
+    if (events.length > limit * 1.1) events.splice(0, events.length - limit);
   }
 
   async query(q: AuditQuery): Promise<AuditEvent[]> {
-    const out: AuditEvent[] = [];
-    for (let i = this.events.length - 1; i >= 0 && out.length < q.limit; i--) {
-      const e = this.events[i]!;
-      if (q.since !== undefined && e.at < q.since) break;
-      if (matchesAudit(e, q)) out.push(copy(e));
-    }
-    return out;
+    // A snapshot of each stream: appends and trims may land while the merge awaits.
+    const newestFirst = (s: AuditStream) => matching(backwards(this.streams[s].slice()), q);
+    const events = await mergeNewestFirst((q.stream ? [q.stream] : AUDIT_STREAMS).map(newestFirst), q.limit);
+    return events.map(copy);
   }
 }
-
-export const matchesAudit = (e: AuditEvent, q: AuditQuery): boolean =>
-  (!q.user || e.user === q.user) && (!q.front || e.front === q.front) && (!q.outcome || e.outcome === q.outcome);
 
 class MemoryGuards implements GuardStore {
   private claims = new Map<string, number>();

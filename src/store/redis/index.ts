@@ -1,27 +1,30 @@
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import type { Challenge, Factor, Origin, Outcome, Resolution } from '../../core/challenge.js';
 import { StoreUnavailableError } from '../../core/errors.js';
-import type {
-  AuditEvent,
-  AuditQuery,
-  AuditStore,
-  ChallengeStore,
-  DeviceRecord,
-  DeviceStore,
-  GuardStore,
-  KvStore,
-  OtpLimits,
-  OtpSpent,
-  SettingsStore,
-  Store,
-  TokenStore,
-  TransitionResult,
-  UserPage,
-  UserPatch,
-  UserRecord,
-  UserStore,
+import {
+  AUDIT_STREAMS,
+  auditStreamOf,
+  type AuditEvent,
+  type AuditQuery,
+  type AuditStore,
+  type AuditStream,
+  type ChallengeStore,
+  type DeviceRecord,
+  type DeviceStore,
+  type GuardStore,
+  type KvStore,
+  type OtpLimits,
+  type OtpSpent,
+  type SettingsStore,
+  type Store,
+  type TokenStore,
+  type TransitionResult,
+  type UserPage,
+  type UserPatch,
+  type UserRecord,
+  type UserStore,
 } from '../../core/store.js';
-import { matchesAudit } from '../memory/index.js';
+import { matching, mergeNewestFirst } from '../audit.js';
 import { RedisPasskeys } from './passkeys.js';
 import { ADD_DEVICE, ADVANCE_OTP, CREATE_HASH, HIT, OTP_FAILURE, PEEK, REPLACE_PASSWORD_HASH, SPEND_OTP, SWAP_PENDING, TRANSITION, UPDATE_DEVICE, UPDATE_HASH } from './scripts.js';
 
@@ -38,7 +41,10 @@ export interface RedisStoreOptions {
   password?: string;
   /** Prefix of every key, so several deployments can share one Redis. */
   prefix: string;
+  /** Length of the security audit stream (`<prefix>:{audit}`). */
   auditLimit: number;
+  /** Length of the activity audit stream (`<prefix>:{audit-activity}`); by default `auditLimit`. */
+  auditActivityLimit?: number;
   commandTimeoutMs: number;
 }
 
@@ -203,7 +209,12 @@ export class RedisStore implements Store {
     const p = opts.prefix;
     this.challenges = new RedisChallenges(this.client, p, () => this.openSubscriber());
     this.users = new RedisUsers(this.client, p);
-    this.audit = new RedisAudit(this.client, `${p}:{audit}`, opts.auditLimit);
+    // The security stream keeps the key of the one stream before it: an upgraded deployment
+    // reads its old events (of every type) as security events until they are trimmed away.
+    this.audit = new RedisAudit(this.client, {
+      security: { key: `${p}:{audit}`, limit: opts.auditLimit },
+      activity: { key: `${p}:{audit-activity}`, limit: opts.auditActivityLimit ?? opts.auditLimit },
+    });
     this.guards = new RedisGuards(this.client, p);
     this.devices = new RedisDevices(this.client, p);
     this.tokens = new RedisTokens(this.client, p);
@@ -572,31 +583,32 @@ class RedisUsers implements UserStore {
 class RedisAudit implements AuditStore {
   constructor(
     private client: Client,
-    private key: string,
-    private limit: number,
+    private streams: Record<AuditStream, { key: string; limit: number }>,
   ) {}
 
   async append(event: AuditEvent): Promise<void> {
-    await guarded(this.client.xadd(this.key, 'MAXLEN', '~', this.limit, '*', 'e', JSON.stringify(event)));
+    const { key, limit } = this.streams[auditStreamOf(event)];
+    await guarded(this.client.xadd(key, 'MAXLEN', '~', limit, '*', 'e', JSON.stringify(event)));
   }
 
   async query(q: AuditQuery): Promise<AuditEvent[]> {
-    const out: AuditEvent[] = [];
+    // Unfiltered reads need no more than they show; filtered ones scan in batches.
+    const filtered = Boolean(q.user || q.front || q.outcome || q.type);
+    const count = filtered ? 500 : Math.min(500, q.limit);
+    const read = (s: AuditStream) => matching(this.newestFirst(this.streams[s].key, this.streams[s].limit, count), q);
+    return mergeNewestFirst((q.stream ? [q.stream] : AUDIT_STREAMS).map(read), q.limit);
+  }
+
+  /** One stream newest first, in batches of `count`, no further than its cap. */
+  private async *newestFirst(key: string, limit: number, count: number): AsyncGenerator<AuditEvent> {
     let end = '+';
-    // Filtered queries scan newest-first in batches, bounded by the stream's cap.
-    for (let scanned = 0; out.length < q.limit && scanned < this.limit; ) {
-      const batch = await guarded(this.client.xrevrange(this.key, end, '-', 'COUNT', 500));
-      if (batch.length === 0) break;
-      for (const [id, fields] of batch) {
-        const e = JSON.parse(fields[1] ?? '{}') as AuditEvent;
-        if (q.since !== undefined && e.at < q.since) return out;
-        if (matchesAudit(e, q)) out.push(e);
-        if (out.length >= q.limit) break;
-        end = `(${id}`;
-      }
+    for (let scanned = 0; scanned < limit; ) {
+      const batch = await guarded(this.client.xrevrange(key, end, '-', 'COUNT', count));
+      if (batch.length === 0) return;
+      end = `(${batch[batch.length - 1]![0]}`;
       scanned += batch.length;
+      for (const [, fields] of batch) yield JSON.parse(fields[1] ?? '{}') as AuditEvent;
     }
-    return out;
   }
 }
 
