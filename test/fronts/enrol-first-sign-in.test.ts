@@ -60,7 +60,8 @@ describe('enrolment at first sign-in (openid-client and Chromium; RADIUS)', () =
     for (const id of ['intranet', 'payroll']) {
       rp[id] = await client.discovery(new URL(s.issuer!), id, `${id}-secret-0123456789${id === 'payroll' ? 'a' : ''}`, undefined, { execute: [client.allowInsecureRequests] });
     }
-    for (const name of ['erin', 'fred', 'gina', 'hank', 'ivy']) await s.api('POST', '/api/v1/users', { name, password: `${name}-pw` });
+    for (const name of ['erin', 'fred', 'gina', 'hank', 'ivy', 'jane']) await s.api('POST', '/api/v1/users', { name, password: `${name}-pw` });
+    await s.api('POST', '/api/v1/users', { name: 'kate', password: 'kate-pw', role: 'admin' });
     browser = await launchChromium();
     // One PKCE verifier for the whole run: each test signs in one after the other.
     verifier = client.randomPKCECodeVerifier();
@@ -108,6 +109,34 @@ describe('enrolment at first sign-in (openid-client and Chromium; RADIUS)', () =
     assert.ok(erin.otpSecret && !erin.otpSecret.includes(fresh), 'the seed is sealed');
     const events = await s.ctx.store.audit.query({ user: 'erin', limit: 10 });
     assert.ok(events.some((e) => e.type === 'login' && e.front === 'oidc' && e.method === 'otp' && e.outcome === 'approved'));
+    await page.close();
+  });
+
+  it('a console user is never offered enrolment on the password alone', async (t) => {
+    if (!ready(t)) return;
+    const page = await signIn('intranet', 'kate');
+    await page.waitForURL((u) => u.toString().startsWith(redirect));
+    assert.match((await page.textContent('#rp'))!, /access_denied/);
+    assert.match((await page.textContent('#desc'))!, /no second factor enabled/);
+    assert.equal((await s.ctx.store.users.get('kate'))!.otpEnabled, false);
+    await page.close();
+  });
+
+  it('a factor enrolled meanwhile (by the real user) cannot be replaced from a sign-in that knows only the password', async (t) => {
+    if (!ready(t)) return;
+    const page = await signIn('intranet', 'jane');
+    await page.getByRole('heading', { name: 'Set up your second factor' }).waitFor();
+    const seed = new URL((await page.getAttribute('#otpauth', 'href'))!).searchParams.get('secret')!;
+    // Meanwhile the real jane sets up her own authenticator (an administrator, here).
+    const real = (await s.api('POST', '/api/v1/users/jane/otp', {})).body.secret;
+    const before = (await s.ctx.store.users.get('jane'))!.otpSecret;
+    await page.getByLabel('Code from your authenticator app').fill(oathTotp(seed));
+    await page.getByRole('button', { name: 'Verify and sign in' }).click();
+    await page.waitForURL((u) => u.toString().startsWith(redirect));
+    assert.match((await page.textContent('#rp'))!, /access_denied/);
+    assert.match((await page.textContent('#desc'))!, /has a second factor now/);
+    assert.equal((await s.ctx.store.users.get('jane'))!.otpSecret, before, 'her own seed stands');
+    assert.ok(real);
     await page.close();
   });
 

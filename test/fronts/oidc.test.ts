@@ -82,6 +82,37 @@ describe('OpenID Connect with openid-client as the relying party', () => {
     assert.ok(refreshed.access_token);
   });
 
+  it('a password reset or "revoke sessions" ends refresh tokens, access tokens and single sign-on', async (t) => {
+    if (!requirePeer(t, hasCommand('oathtool'), 'oathtool')) return;
+    await s.api('POST', '/api/v1/users', { name: 'rhea', password: 'rhea-pw' });
+    const { secret } = (await s.api('POST', '/api/v1/users/rhea/otp', {})).body;
+    const signIn = async (password: string, code: string) => {
+      const r = await start(rp, 'rhea', password);
+      const done = await r.b.follow(new URL(`${new URL(r.page.url).pathname}/otp`, r.page.url).toString(), {
+        form: { csrf: field(r.page.body, 'csrf'), code },
+      }, (u) => u.startsWith(REDIRECT));
+      return { r, tokens: await redeem(rp, r, done.url) };
+    };
+    const { r, tokens } = await signIn('rhea-pw', oathTotp(secret));
+    assert.ok(tokens.refresh_token);
+    await s.api('PATCH', '/api/v1/users/rhea', { password: 'rhea-new-pw' });
+    const invalidGrant = (err: unknown) => (err as { error?: string }).error === 'invalid_grant';
+    await assert.rejects(client.refreshTokenGrant(rp, tokens.refresh_token!), invalidGrant, 'the refresh token is dead');
+    await assert.rejects(client.fetchUserInfo(rp, tokens.access_token, 'rhea'), 'the access token is dead');
+    // Single sign-on: the same browser is asked to sign in again.
+    const again = await r.b.follow(
+      client.buildAuthorizationUrl(rp, { redirect_uri: REDIRECT, scope: 'openid', code_challenge: await client.calculatePKCECodeChallenge(r.verifier), code_challenge_method: 'S256', state: r.state }).toString(),
+      undefined,
+      (u) => u.startsWith(REDIRECT),
+    );
+    assert.match(again.body, /Sign in/, 'no silent single sign-on after the reset');
+    // "Revoke sessions" does the same to a later sign-in.
+    const later = await signIn('rhea-new-pw', oathTotp(secret, 6, ['-N', `@${Math.floor(Date.now() / 1000) + 30}`]));
+    const revoked = await s.api('POST', '/api/v1/users/rhea/sessions/revoke');
+    assert.ok(revoked.body.ended.oidc >= 1, JSON.stringify(revoked.body));
+    await assert.rejects(client.refreshTokenGrant(rp, later.tokens.refresh_token!), invalidGrant);
+  });
+
   it('an authorization code redeemed twice at the same moment yields tokens once; so does a refresh token', async (t) => {
     if (!requirePeer(t, hasCommand('oathtool'), 'oathtool')) return;
     const { secret } = (await s.api('POST', '/api/v1/users/alice/otp', {})).body;

@@ -267,7 +267,7 @@ export function mountAccount(app: Express, ctx: AppContext): void {
 
   api.get('/activity', async (req, res) => {
     const s = await session(req, res);
-    const events = await ctx.store.audit.query({ user: s.user, limit: 200 });
+    const events = await ctx.store.audit.query({ user: s.user, limit: 200, stream: 'security' });
     const signIns = events
       .filter((e) => e.type === 'login')
       .slice(0, 30)
