@@ -474,11 +474,11 @@ export const configSchema = z.object({
       /** Password checks (scrypt, or a directory bind) running at once in one process. */
       concurrentChecks: z.number().int().min(1).max(256).default(4),
       /** Checks waiting for a slot before more are refused at once (503). */
-      queuedChecks: z.number().int().min(0).max(10_000).default(64),
+      queuedChecks: z.number().int().min(0).max(10_000).default(256),
       /** Checks one source address may have running or waiting (429 beyond); a usual place is not bound by it. */
       checksPerAddress: z.number().int().min(1).max(256).default(2),
-      /** The same for a source that speaks for many users. */
-      checksPerSharedSource: z.number().int().min(1).max(1024).default(16),
+      /** The same for a source that speaks for many users (a busy NAS sends many at once: it may fill half the line). */
+      checksPerSharedSource: z.number().int().min(1).max(10_000).default(128),
     })
     .prefault({}),
   passwords: z

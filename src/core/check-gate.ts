@@ -10,7 +10,7 @@ export interface CheckGateLimits {
   sharedPerSource: number;
 }
 
-export const DEFAULT_CHECK_GATE: CheckGateLimits = { concurrent: 4, queued: 64, perSource: 2, sharedPerSource: 16 };
+export const DEFAULT_CHECK_GATE: CheckGateLimits = { concurrent: 4, queued: 256, perSource: 2, sharedPerSource: 128 };
 
 const busy = () => new CountersignError(503, 'busy', 'the sign-in service is busy; try again in a moment');
 const sourceBusy = () => new CountersignError(429, 'too_many_attempts', 'too many sign-ins from this address at once; wait a moment');

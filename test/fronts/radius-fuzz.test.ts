@@ -554,6 +554,9 @@ async function fuzz(s: TestServer, users: FuzzUsers, errorsLogged: unknown[]): P
 const metric = (text: string, reason: string) => Number(new RegExp(`countersign_radius_dropped_total\\{reason="${reason}"\\} (\\d+)`).exec(text)?.[1] ?? 0);
 const DROP_REASONS = ['malformed', 'unsupported_code', 'bad_message_authenticator', 'missing_message_authenticator', 'bad_attributes', 'undecodable'];
 
+/** Where alice signed in before the fuzz (her Calling-Station-Id): her usual place. */
+const ALICE_HOME = '198.51.100.9';
+
 describe(`RADIUS front under fuzz (seed ${SEED})`, () => {
   let s: TestServer;
   let out: Outcome;
@@ -576,6 +579,13 @@ describe(`RADIUS front under fuzz (seed ${SEED})`, () => {
     aliceOtp = (await s.api('POST', '/api/v1/users/alice/otp', {})).body.secret;
     const mallory = (await s.api('POST', '/api/v1/users/mallory/otp', {})).body.secret as string;
     await s.api('POST', '/api/v1/users/factors', { users: ['alice', 'mallory'], factor: 'otp', enabled: true });
+    // alice signs in once from her usual place before the flood of wrong passwords in her name.
+    const usual = await radclient(s.radiusPort!, SECRET, {
+      'User-Name': 'alice',
+      'User-Password': q(`alice-pw,${oathTotp(aliceOtp, 6, ['-N', `@${Math.floor(Date.now() / 1000) - 30}`])}`),
+      'Calling-Station-Id': ALICE_HOME,
+    });
+    assert.equal(usual.code, 'Access-Accept', usual.output);
     const metrics = (await s.api('GET', '/metrics')).body as string;
     for (const r of DROP_REASONS) dropsBefore.set(r, metric(metrics, r));
     out = await fuzz(s, { malloryOtp: base32Decode(mallory) }, errorsLogged);
@@ -636,9 +646,9 @@ describe(`RADIUS front under fuzz (seed ${SEED})`, () => {
     assert.equal((await s.api('GET', '/metrics')).status, 200);
   });
 
-  it('is alive afterwards: a valid login (append mode, password + TOTP via radclient) is accepted', { timeout: 20_000 }, async (t) => {
+  it('is alive afterwards: a valid login (append mode, password + TOTP via radclient) is accepted at alice’s usual place', { timeout: 20_000 }, async (t) => {
     if (!requirePeer(t, haveRadclient, 'radclient') || !requirePeer(t, haveOathtool, 'oathtool')) return;
-    const r = await radclient(s.radiusPort!, SECRET, { 'User-Name': 'alice', 'User-Password': q(`alice-pw,${oathTotp(aliceOtp)}`) });
+    const r = await radclient(s.radiusPort!, SECRET, { 'User-Name': 'alice', 'User-Password': q(`alice-pw,${oathTotp(aliceOtp)}`), 'Calling-Station-Id': ALICE_HOME });
     assert.equal(r.code, 'Access-Accept', r.output);
   });
 

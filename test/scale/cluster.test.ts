@@ -12,7 +12,7 @@ import { systemClock } from '../../src/core/clock.js';
 import { StoreUnavailableError } from '../../src/core/errors.js';
 import { ChallengeEngine } from '../../src/core/engine.js';
 import { RedisStore } from '../../src/store/redis/index.js';
-import { storeContract } from '../store/contract.js';
+import { storeContract, type AuditLimits } from '../store/contract.js';
 import { haveRedisBinaries, startRedisCluster, type RedisCluster } from '../helpers/cluster.js';
 import { requirePeer, uniquePrefix } from '../helpers/peers.js';
 import { freePort, startInstances, type Group, type Instance } from '../helpers/processes.js';
@@ -24,12 +24,12 @@ if (available) {
   cluster = await startRedisCluster(3);
   after(() => cluster?.stop());
 }
-const storeOn = (c: RedisCluster, prefix: string) =>
-  new RedisStore({ cluster: c.nodes, prefix, auditLimit: 1000, commandTimeoutMs: 2000 });
+const storeOn = (c: RedisCluster, prefix: string, limits?: AuditLimits) =>
+  new RedisStore({ cluster: c.nodes, prefix, auditLimit: 1000, commandTimeoutMs: 2000, ...limits });
 
 if (cluster) {
   const c = cluster;
-  storeContract('redis cluster', async () => storeOn(c, uniquePrefix('ccontract')));
+  storeContract('redis cluster', async (limits) => storeOn(c, uniquePrefix('ccontract'), limits));
 }
 
 it('redis-server and redis-cli are available for the cluster tests', (t) => {
