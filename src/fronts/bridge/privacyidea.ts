@@ -103,8 +103,11 @@ export function mountPrivacyIdeaApi(app: Express, ctx: AppContext, credentials: 
   };
 
   /**
-   * A cap on requests of any kind per caller (polls included), apart from the first factor's own
-   * limits; callers listed in bridge.trustedCallers speak for all their users and are not capped.
+   * A cap on requests per caller that the first factor does not already bound: polls, answers to
+   * a transaction, triggerchallenge, /auth. A first-factor attempt is left to the first-factor
+   * step, whose limits never hold a user at their usual place (an address-wide cap here would:
+   * an attacker behind the same NAT could spend it). Callers in bridge.trustedCallers speak for
+   * all their users and are not capped.
    */
   const limited = async (req: Request) => !trusted.has(req.ip) && (await ctx.store.guards.hit(`pi:${req.ip}`, 60_000)) > 300;
 
@@ -181,9 +184,9 @@ export function mountPrivacyIdeaApi(app: Express, ctx: AppContext, credentials: 
   };
 
   /** Answers every failure in privacyIDEA's words; nothing here approves. */
-  const guarded = (handler: (req: Request, res: Response) => Promise<unknown>) => async (req: Request, res: Response) => {
+  const guarded = (handler: (req: Request, res: Response) => Promise<unknown>, capped = true) => async (req: Request, res: Response) => {
     try {
-      if (await limited(req)) return fail(res, 429, 429, 'too many requests');
+      if (capped && (await limited(req))) return fail(res, 429, 429, 'too many requests');
       await handler(req, res);
     } catch (err) {
       if (err instanceof CountersignError && err.status === 400) return fail(res, 400, 905, err.message);
@@ -223,6 +226,7 @@ export function mountPrivacyIdeaApi(app: Express, ctx: AppContext, credentials: 
         if (pass === '') return wrongPin(res);
         return firstFactor(req, res, user, pass, cred, client);
       }
+      if (await limited(req)) return fail(res, 429, 429, 'too many requests');
       const c = /^[A-Za-z0-9_-]{16,64}$/.test(tid) ? await ctx.engine.get(tid) : null;
       if (!opened(c) || c.user !== user) return answer(res, 'REJECT', { message: 'no matching challenge for this user' });
       if (pass !== '') {
@@ -236,7 +240,7 @@ export function mountPrivacyIdeaApi(app: Express, ctx: AppContext, credentials: 
         return answer(res, 'REJECT', { message: 'this transaction was already used' });
       }
       return answer(res, 'ACCEPT', { message: 'Found matching challenge', serial: serial(c.method === 'otp' ? 'otp' : 'push', user), type: c.method === 'otp' ? 'totp' : 'push' });
-    }),
+    }, false),
   );
 
   router.get(
