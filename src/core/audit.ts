@@ -11,6 +11,8 @@ export interface OtpFailure {
   /** The login it was typed for, when one was opened. */
   challengeId?: string;
   error: CountersignError;
+  /** Which kind of code: a one-time password (default) or a recovery code. */
+  method?: 'otp' | 'recovery';
 }
 
 /**
@@ -67,7 +69,7 @@ export class Audit {
       front: f.origin.front,
       ...(f.origin.client !== undefined ? { client: f.origin.client } : {}),
       ...(f.origin.ip !== undefined ? { ip: f.origin.ip } : {}),
-      method: 'otp',
+      method: f.method ?? 'otp',
       outcome: f.error.code,
       ...(f.challengeId ? { challengeId: f.challengeId } : {}),
       detail: {

@@ -197,6 +197,24 @@ describe('the portal’s door', () => {
     });
   });
 
+  describe('finding 12: a wrong recovery code is an audit event of the user', () => {
+    it('names the user, the front and the address', async (t) => {
+      if (!ready(t)) return;
+      await addUser('forgetful');
+      await s.ctx.recovery.create('forgetful');
+      const p = portal();
+      await p.call('POST', '/login', { user: 'forgetful', password: 'forgetful-pw' });
+      assert.equal((await p.call('POST', '/login/recovery', { code: 'abcd-efgh-ijkl' })).status, 401);
+      const events = (await s.api('GET', '/api/v1/audit?user=forgetful')).body.events as any[];
+      const e = events.find((x) => x.type === 'otp');
+      assert.ok(e, JSON.stringify(events));
+      assert.equal(e.method, 'recovery');
+      assert.equal(e.outcome, 'recovery_invalid');
+      assert.equal(e.front, 'account');
+      assert.ok(e.ip);
+    });
+  });
+
   describe('finding 10: a portal session cannot pile up links or flood changes', () => {
     it('a new device link voids the one before', async (t) => {
       if (!ready(t)) return;

@@ -130,9 +130,11 @@ export function mountAccount(app: Express, ctx: AppContext): void {
   api.post('/login/recovery', async (req, res) => {
     const l = await pendingLogin(req);
     const body = parse(z.object({ code: z.string().min(1).max(64) }).strict(), req.body);
-    await ctx.login.requirePending(l.cid);
+    const pending = await ctx.login.requirePending(l.cid);
     if (!(await ctx.recovery.use(l.user, body.code))) {
-      throw new CountersignError(401, 'recovery_invalid', 'This recovery code is wrong or was already used.');
+      const error = new CountersignError(401, 'recovery_invalid', 'This recovery code is wrong or was already used.');
+      void ctx.audit.otpFailure({ user: l.user, origin: pending.origin, challengeId: pending.id, error, method: 'recovery' });
+      throw error;
     }
     const r = await ctx.engine.approve(l.cid, 'recovery');
     res.json({ state: r.challenge?.state ?? 'expired' });

@@ -68,7 +68,12 @@ ${error ? `<p class="err" role="alert">${esc(error)}</p>` : ''}
       if (err instanceof CountersignError && err.status < 500) return page(res, uid, err.message, err.status);
       throw err;
     }
-    if (!ok) return page(res, uid, 'This recovery code is wrong or was already used.', 401);
+    if (!ok) {
+      const c = await ctx.engine.get(step.cid);
+      const error = new CountersignError(401, 'recovery_invalid', 'This recovery code is wrong or was already used.');
+      if (c) void ctx.audit.otpFailure({ user: step.user, origin: c.origin, challengeId: c.id, error, method: 'recovery' });
+      return page(res, uid, error.message, 401);
+    }
     const r = await ctx.engine.approve(step.cid, 'recovery');
     if (r.challenge?.state !== 'approved') return deps.deny(req, res, 'This sign-in is over; start again.');
     return deps.approved(req, res, r.challenge, step.user);
