@@ -50,12 +50,12 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 const loadBefore = loadavg()[0]!;
 const s = await startTestServer({}, {}, (config) => {
-  // The login page allows 30 attempts per client address per minute
-  // (`oidc-login:<req.ip>` in src/fronts/oidc/index.ts). A benchmark from one
-  // loopback address would hit that after 30 logins, so the server trusts one
-  // proxy hop (as behind a reverse proxy) and every simulated browser sends
-  // its own X-Forwarded-For: the limiter still runs on every login, it just
-  // sees many clients, as it would in production behind a load balancer.
+  // The first factor bounds password checks per client address (two at once,
+  // src/core/check-gate.ts) and authorizations per address a minute. A benchmark
+  // from one loopback address would meet those, so the server trusts one proxy
+  // hop (as behind a reverse proxy) and every simulated browser sends its own
+  // X-Forwarded-For: the limits still run on every login, they just see many
+  // clients, as they would in production behind a load balancer.
   config.http.trustProxy = 1;
   config.push.rateLimit.count = 1e9; // part 2 pushes one user ~220 times
   config.oidc.clients = [
