@@ -9,10 +9,10 @@ import dgram from 'node:dgram';
 import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import radius from 'radius';
-import { base32Decode, hotp, totp, totpStep } from '../../src/core/otp.js';
+import { base32Decode, totp } from '../../src/core/otp.js';
 import { redisAvailable, testRedisUrl, uniquePrefix } from '../helpers/peers.js';
 import { nasConfig } from '../helpers/radclient.js';
-import { startTestServer, type TestServer } from '../helpers/server.js';
+import { wrongCode, startTestServer, type TestServer } from '../helpers/server.js';
 
 const SECRET = 'audit-test-nas-secret';
 
@@ -32,17 +32,6 @@ const auditOf = async (s: TestServer, query: string): Promise<any[]> => {
   return r.body.events;
 };
 
-/** Six digits that are not the user's TOTP code anywhere near now. */
-function wrongCode(base32: string): string {
-  const key = base32Decode(base32);
-  const step = totpStep(Date.now(), 30);
-  const near = new Set<string>();
-  for (let i = step - 4; i <= step + 4; i++) near.add(hotp(key, i, 'SHA1', 6));
-  for (let n = 0; ; n++) {
-    const c = String((123456 + n * 7919) % 1_000_000).padStart(6, '0');
-    if (!near.has(c)) return c;
-  }
-}
 
 /** A NAS on one loopback address: one UDP socket, one request at a time. */
 async function nasAt(address: string) {

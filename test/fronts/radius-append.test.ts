@@ -5,25 +5,13 @@ import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { Authenticator } from '../../src/cli/authenticator.js';
-import { base32Decode, hotp, totpStep } from '../../src/core/otp.js';
 import { hasCommand, requirePeer } from '../helpers/peers.js';
 import { q, radclient } from '../helpers/radclient.js';
-import { oathTotp, startTestServer, TEST_TOKEN, type TestServer } from '../helpers/server.js';
+import { wrongCode, oathTotp, startTestServer, TEST_TOKEN, type TestServer } from '../helpers/server.js';
 
 const haveRadclient = hasCommand('radclient');
 const haveOathtool = hasCommand('oathtool');
 const SECRET = 'radius-append-secret';
-/** Six digits that are not the user's code anywhere near now. */
-function wrongCode(base32: string): string {
-  const key = base32Decode(base32);
-  const step = totpStep(Date.now(), 30);
-  const near = new Set<string>();
-  for (let i = step - 4; i <= step + 4; i++) near.add(hotp(key, i, 'SHA1', 6));
-  for (let n = 0; ; n++) {
-    const c = String((123456 + n * 7919) % 1_000_000).padStart(6, '0');
-    if (!near.has(c)) return c;
-  }
-}
 
 const bin = join(fileURLToPath(new URL('../../', import.meta.url)), 'bin/countersign.js');
 

@@ -7,7 +7,7 @@ import type { Config } from '../../src/config/schema.js';
 import { base32Decode, hotp, totpStep } from '../../src/core/otp.js';
 import { hasCommand, requirePeer } from '../helpers/peers.js';
 import { nasConfig, q, radclient } from '../helpers/radclient.js';
-import { oathTotp, startTestServer, type TestServer } from '../helpers/server.js';
+import { wrongCode, oathTotp, startTestServer, type TestServer } from '../helpers/server.js';
 
 const haveRadclient = hasCommand('radclient');
 const haveOathtool = hasCommand('oathtool');
@@ -30,17 +30,6 @@ async function userWithOtp(s: TestServer, name: string, password: string): Promi
   return secret;
 }
 
-/** Six digits that are not the user's code anywhere near now (so "wrong" is certainly wrong). */
-function wrongCode(base32: string): string {
-  const key = base32Decode(base32);
-  const step = totpStep(Date.now(), 30);
-  const near = new Set<string>();
-  for (let s = step - 4; s <= step + 4; s++) near.add(hotp(key, s, 'SHA1', 6));
-  for (let n = 0; ; n++) {
-    const c = String((123456 + n * 7919) % 1_000_000).padStart(6, '0');
-    if (!near.has(c)) return c;
-  }
-}
 
 const dropped = async (s: TestServer, reason: string) =>
   Number(new RegExp(`countersign_radius_dropped_total\\{reason="${reason}"\\} (\\d+)`).exec((await s.api('GET', '/metrics')).body as string)?.[1] ?? 0);

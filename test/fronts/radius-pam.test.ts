@@ -1,25 +1,13 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { base32Decode, hotp, totpStep } from '../../src/core/otp.js';
 import { pamMissing, pamRadiusService, pamtester, type PamService } from '../helpers/pam.js';
 import { hasCommand, requirePeer } from '../helpers/peers.js';
 import { nasConfig } from '../helpers/radclient.js';
-import { oathTotp, startTestServer, type TestServer } from '../helpers/server.js';
+import { wrongCode, oathTotp, startTestServer, type TestServer } from '../helpers/server.js';
 
 const missing = pamMissing() ?? (hasCommand('oathtool') ? null : 'oathtool');
 const SECRET = 'pam-radius-secret-1';
 
-/** Six digits that are not the user's code anywhere near now. */
-function wrongCode(base32: string): string {
-  const key = base32Decode(base32);
-  const step = totpStep(Date.now(), 30);
-  const near = new Set<string>();
-  for (let i = step - 4; i <= step + 4; i++) near.add(hotp(key, i, 'SHA1', 6));
-  for (let n = 0; ; n++) {
-    const c = String((123456 + n * 7919) % 1_000_000).padStart(6, '0');
-    if (!near.has(c)) return c;
-  }
-}
 
 /**
  * Linux-PAM as the NAS: pam_radius_auth 2.0 (Debian's libpam-radius-auth) driven by pamtester,

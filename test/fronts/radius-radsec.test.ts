@@ -6,28 +6,16 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import tls from 'node:tls';
 import radius from 'radius';
-import { base32Decode, hotp, totpStep } from '../../src/core/otp.js';
 import { makePki, type Issued, type Pki } from '../helpers/certs.js';
 import { hasCommand, requirePeer } from '../helpers/peers.js';
 import { nasConfig, q, radclient } from '../helpers/radclient.js';
 import { radsecproxyAvailable, startRadsecproxy, type Radsecproxy } from '../helpers/radsecproxy.js';
-import { oathTotp, startTestServer, type TestServer } from '../helpers/server.js';
+import { wrongCode, oathTotp, startTestServer, type TestServer } from '../helpers/server.js';
 
 const available = radsecproxyAvailable() && hasCommand('oathtool');
 const NAS_SECRET = 'nas-to-radsecproxy-1';
 const UDP_SECRET = 'radsecproxy-udp-secret';
 
-/** Six digits that are not the user's code anywhere near now. */
-function wrongCode(base32: string): string {
-  const key = base32Decode(base32);
-  const step = totpStep(Date.now(), 30);
-  const near = new Set<string>();
-  for (let i = step - 4; i <= step + 4; i++) near.add(hotp(key, i, 'SHA1', 6));
-  for (let n = 0; ; n++) {
-    const c = String((123456 + n * 7919) % 1_000_000).padStart(6, '0');
-    if (!near.has(c)) return c;
-  }
-}
 
 interface Probe {
   /** Whether our side finished its handshake (in TLS 1.3 it does before the server has checked our certificate). */

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { loadConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/schema.js';
+import { base32Decode, hotp, totpStep } from '../../src/core/otp.js';
 import { startServer, type Running, type StartOptions } from '../../src/main.js';
 
 export interface TestServer extends Running {
@@ -46,6 +47,18 @@ export async function startTestServer(
       return { status: res.status, body: text && res.headers.get('content-type')?.includes('json') ? JSON.parse(text) : text };
     },
   };
+}
+
+/** Six digits that are not the user's TOTP code (SHA1, 6 digits, 30 s) anywhere near now. */
+export function wrongCode(base32: string): string {
+  const key = base32Decode(base32);
+  const step = totpStep(Date.now(), 30);
+  const near = new Set<string>();
+  for (let i = step - 4; i <= step + 4; i++) near.add(hotp(key, i, 'SHA1', 6));
+  for (let n = 0; ; n++) {
+    const c = String((123456 + n * 7919) % 1_000_000).padStart(6, '0');
+    if (!near.has(c)) return c;
+  }
 }
 
 /** The current TOTP code for a base32 secret, computed by Debian's oathtool. */
