@@ -292,6 +292,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
 
   engine.on('resolved', (c) => void audit.login(c));
   engine.on('error', (err) => log.error({ err }, 'engine background task failed'));
+  firstFactor.on('outcome', (front, outcome) => metrics.firstFactor.inc({ front, outcome }));
   login.on('otpFailure', (reason, failure) => {
     metrics.otpFailures.inc({ reason });
     void audit.otpFailure(failure);

@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import { CheckGate } from './check-gate.js';
 import type { Directories, FirstFactorResult } from './directories.js';
@@ -48,7 +49,7 @@ export type CheckOutcome = 'accepted' | 'invalid' | 'other';
  * never held), then check the password through a bounded gate (a few checks at once, a
  * couple per address, the usual place first), and count the outcome once.
  */
-export class FirstFactor {
+export class FirstFactor extends EventEmitter<{ outcome: [front: string, outcome: CheckOutcome | 'throttled' | 'busy'] }> {
   /** Checks for one (account, source) that the throttle slows, chained in this process so the delay is a rate. */
   private lanes = new Map<string, { tail: Promise<void>; waiting: number }>();
 
@@ -57,7 +58,9 @@ export class FirstFactor {
     readonly throttle: FirstFactorThrottle,
     readonly gate: CheckGate,
     private log: Logger,
-  ) {}
+  ) {
+    super();
+  }
 
   /** The throttle's state for a login and source, started early (RADIUS issues it with its dedupe lease). */
   prefetch(login: string, source: ThrottleSource): Promise<ThrottleState> | undefined {
@@ -70,20 +73,24 @@ export class FirstFactor {
   /** Checks a password (or the readings of one) with the directories. */
   async check(attempt: FirstFactorAttempt): Promise<FirstFactorOutcome> {
     const { login, passwords, source } = attempt;
-    return this.guarded<FirstFactorOutcome>(login, source, attempt.early, async (known) => {
-      let last: FirstFactorOutcome | undefined;
-      for (const [reading, password] of passwords.entries()) {
-        const r = await this.gate.run(source.address, { known, shared: source.shared }, () => this.directories.verify(login, password));
-        if (r.ok) return { result: { ...r, reading }, outcome: 'accepted' as const };
-        last = r;
-        if (r.reason === 'invalid') continue;
-        // The directory's word ends the search. A lock is said whatever the password (a failure
-        // like any other); unreachable proves nothing either way; expired, disabled and the like
-        // come only after the right password.
-        return { result: r, outcome: r.reason === 'account_locked' ? 'invalid' : r.reason === 'unavailable' ? 'other' : 'accepted' };
-      }
-      return { result: last ?? { ok: false, reason: 'invalid', message: 'Wrong user name or password' }, outcome: 'invalid' };
-    });
+    // One slot of the gate for all the readings of one attempt: it is let in, checked and
+    // counted whole, never refused halfway with a wrong reading already tried and not counted.
+    return this.guarded<FirstFactorOutcome>(login, source, attempt.early, (known) =>
+      this.gate.run(source.address, { known, shared: source.shared }, async () => {
+        let last: FirstFactorOutcome | undefined;
+        for (const [reading, password] of passwords.entries()) {
+          const r = await this.directories.verify(login, password);
+          if (r.ok) return { result: { ...r, reading }, outcome: 'accepted' as const };
+          last = r;
+          if (r.reason === 'invalid') continue;
+          // The directory's word ends the search. A lock is said whatever the password (a failure
+          // like any other); unreachable proves nothing either way; expired, disabled and the like
+          // come only after the right password.
+          return { result: r, outcome: r.reason === 'account_locked' ? ('invalid' as const) : r.reason === 'unavailable' ? ('other' as const) : ('accepted' as const) };
+        }
+        return { result: last ?? { ok: false, reason: 'invalid', message: 'Wrong user name or password' }, outcome: 'invalid' as const };
+      }),
+    );
   }
 
   /**
@@ -95,15 +102,25 @@ export class FirstFactor {
     const account = await this.directories.accountKey(login);
     const state = await (early ?? this.throttle.read(account, source));
     const verdict = this.throttle.verdict(state, source);
-    if (!verdict.go) throw verdict.error;
+    if (!verdict.go) {
+      this.emit('outcome', source.front, 'throttled');
+      throw verdict.error;
+    }
     const run = async () => {
       const { result, outcome } = await check(verdict.known);
+      this.emit('outcome', source.front, outcome);
       // The answer does not wait for the bookkeeping's round trip; a lost write only makes the throttle milder.
       const book = outcome === 'invalid' ? this.throttle.failed(account, source) : outcome === 'accepted' ? this.throttle.succeeded(account, source) : null;
       book?.catch((err: unknown) => this.log.warn({ err, front: source.front }, 'first factor: the throttle could not record an outcome'));
       return result;
     };
-    return verdict.delayMs > 0 ? this.slowed(`${account}|${source.address}`, verdict.delayMs, run) : run();
+    try {
+      return await (verdict.delayMs > 0 ? this.slowed(`${account}|${source.address}`, verdict.delayMs, run) : run());
+    } catch (err) {
+      // The gate or the slowed line said no: nothing was checked.
+      if (err instanceof CountersignError && (err.status === 429 || err.code === 'busy')) this.emit('outcome', source.front, err.status === 429 ? 'throttled' : 'busy');
+      throw err;
+    }
   }
 
   /**

@@ -31,6 +31,12 @@ export class Metrics {
     labelNames: ['reason'],
     registers: [this.registry],
   });
+  readonly firstFactor = new Counter({
+    name: 'countersign_first_factor_total',
+    help: 'Password checks by front and outcome: accepted, invalid (a wrong password, however many readings), other (the directory or upstream did not answer), throttled (the source must wait), busy (too many checks at once)',
+    labelNames: ['front', 'outcome'],
+    registers: [this.registry],
+  });
   readonly otpFailures = new Counter({
     name: 'countersign_otp_failures_total',
     help: 'Rejected one-time passwords, by reason',

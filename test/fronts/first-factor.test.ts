@@ -134,6 +134,10 @@ describe('the first factor under attack, through every front', () => {
       assert.deepEqual(checks, [], 'no directory bind while held');
       const home = await rad('rita', `rita-pw,${nextTotp(totp.rita!)}`, '198.51.100.200');
       assert.equal(home.code, 'Access-Accept', home.output);
+      // Operators see it: the first factor's outcomes by front.
+      const metrics = (await s.api('GET', '/metrics')).body as string;
+      assert.match(metrics, /countersign_first_factor_total\{front="radius",outcome="throttled"\} [1-9]/);
+      assert.match(metrics, /countersign_first_factor_total\{front="radius",outcome="invalid"\} (1\d|[2-9]\d)/);
     });
 
     it('append mode’s three readings of one packet are one failure', async (t) => {
