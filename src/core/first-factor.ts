@@ -145,6 +145,3 @@ export class FirstFactor extends EventEmitter<{ outcome: [front: string, outcome
     }
   }
 }
-
-/** A refusal at the first factor as the error a front turns into its own answer. */
-export const throttled = (err: unknown): err is CountersignError => err instanceof CountersignError && err.status === 429;
