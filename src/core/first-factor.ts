@@ -118,7 +118,8 @@ export class FirstFactor extends EventEmitter<{ outcome: [front: string, outcome
       return await (verdict.delayMs > 0 ? this.slowed(`${account}|${source.address}`, verdict.delayMs, run) : run());
     } catch (err) {
       // The gate or the slowed line said no: nothing was checked.
-      if (err instanceof CountersignError && (err.status === 429 || err.code === 'busy')) this.emit('outcome', source.front, err.status === 429 ? 'throttled' : 'busy');
+      const refused = doorRefusal(err);
+      if (refused) this.emit('outcome', source.front, refused);
       throw err;
     }
   }
@@ -145,3 +146,16 @@ export class FirstFactor extends EventEmitter<{ outcome: [front: string, outcome
     }
   }
 }
+
+/**
+ * The step's own refusals, as a front tells them apart from other errors: a source that must
+ * wait (429: the throttle, a source's share of the gate, a slowed line that is full), or a gate
+ * whose line is full (503 busy). Null for anything else.
+ */
+export function doorRefusal(err: unknown): 'throttled' | 'busy' | null {
+  if (!(err instanceof CountersignError)) return null;
+  return err.status === 429 ? 'throttled' : err.code === 'busy' ? 'busy' : null;
+}
+
+/** Such a refusal as a sentence a person reads (a sign-in page, a Reply-Message). */
+export const refusalSentence = (err: CountersignError) => `${err.message[0]!.toUpperCase()}${err.message.slice(1)}`;

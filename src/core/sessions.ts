@@ -14,9 +14,6 @@ export interface SessionsEnded {
   by: Record<string, number>;
 }
 
-/** Why a user's sessions are ended: each is an incident response an administrator expects to hold everywhere. */
-export type SessionEnd = 'password' | 'role' | 'revoke' | 'factor-reset' | 'delete' | 'not-me';
-
 /**
  * Every way a user stays signed in, in one place: the console's and the portal's browser
  * sessions and the OpenID Connect grants (sessions, refresh and access tokens) register here,
@@ -33,7 +30,7 @@ export class UserSessions {
   }
 
   /** Ends them all; returns how many each holder ended. A holder that fails does not stop the others, then throws. */
-  async endAll(user: string, _why: SessionEnd): Promise<SessionsEnded> {
+  async endAll(user: string): Promise<SessionsEnded> {
     const now = this.clock.now();
     const results = await Promise.allSettled(this.holders.map((h) => h.endAll(user, now)));
     const ended: Record<string, number> = {};

@@ -63,7 +63,7 @@ export function deviceRoutes(api: ApiBuilder, ctx: AppContext): void {
       const name = String(req.params.name);
       await ctx.devices.revoke(name, String(req.params.id));
       // A device taken away (lost, stolen) no longer keeps anyone signed in that it let in.
-      const sessionsEnded = await ctx.sessions.endAll(name, 'factor-reset');
+      const sessionsEnded = await ctx.sessions.endAll(name);
       adminAudit(ctx, req, 'device.revoke', { user: name, detail: { device: String(req.params.id), sessionsEnded: sessionsEnded.total, ended: sessionsEnded.by } });
       return { ok: true };
     },

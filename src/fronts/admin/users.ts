@@ -158,7 +158,7 @@ export function userRoutes(api: ApiBuilder, ctx: AppContext): void {
       // user (console, portal, OpenID Connect grants and refresh tokens).
       const roleChanged = body.role !== undefined && (body.role ?? undefined) !== before.role;
       const passwordChanged = body.password !== undefined;
-      const sessionsEnded = roleChanged || passwordChanged ? await ctx.sessions.endAll(name, passwordChanged ? 'password' : 'role') : undefined;
+      const sessionsEnded = roleChanged || passwordChanged ? await ctx.sessions.endAll(name) : undefined;
       adminAudit(ctx, req, 'user.update', {
         user: name,
         detail: {
@@ -180,7 +180,7 @@ export function userRoutes(api: ApiBuilder, ctx: AppContext): void {
     handler: async ({ req }) => {
       const name = String(req.params.name);
       await ctx.users.delete(name);
-      const sessionsEnded = await ctx.sessions.endAll(name, 'delete');
+      const sessionsEnded = await ctx.sessions.endAll(name);
       adminAudit(ctx, req, 'user.delete', { user: name, detail: { sessionsEnded: sessionsEnded.total, ended: sessionsEnded.by } });
       return { ok: true };
     },
@@ -198,7 +198,7 @@ export function userRoutes(api: ApiBuilder, ctx: AppContext): void {
       const enrolment = await ctx.users.enrolOtp(name, body);
       // A new seed replacing one is a factor reset (a lost or copied seed): whatever the old seed
       // let in is signed out everywhere.
-      const sessionsEnded = had.otpSecret ? await ctx.sessions.endAll(name, 'factor-reset') : undefined;
+      const sessionsEnded = had.otpSecret ? await ctx.sessions.endAll(name) : undefined;
       adminAudit(ctx, req, 'otp.enrol', { user: name, detail: { type: enrolment.params.type, ...(sessionsEnded ? { sessionsEnded: sessionsEnded.total, ended: sessionsEnded.by } : {}) } });
       return withQr(enrolment);
     },
@@ -255,7 +255,7 @@ export function userRoutes(api: ApiBuilder, ctx: AppContext): void {
       const id = String(req.params.id);
       if (!(await ctx.passkeys.remove(name, id))) throw notFound('passkey', id);
       // A passkey taken away (lost, stolen) no longer keeps anyone signed in that it let in.
-      const sessionsEnded = await ctx.sessions.endAll(name, 'factor-reset');
+      const sessionsEnded = await ctx.sessions.endAll(name);
       adminAudit(ctx, req, 'passkey.remove', { user: name, detail: { passkey: id, sessionsEnded: sessionsEnded.total, ended: sessionsEnded.by } });
       return { ok: true };
     },
@@ -270,7 +270,7 @@ export function userRoutes(api: ApiBuilder, ctx: AppContext): void {
     handler: async ({ req }) => {
       const name = String(req.params.name);
       await ctx.users.require(name);
-      const sessionsEnded = await ctx.sessions.endAll(name, 'revoke');
+      const sessionsEnded = await ctx.sessions.endAll(name);
       adminAudit(ctx, req, 'user.sessions-revoke', { user: name, detail: { sessionsEnded: sessionsEnded.total, ended: sessionsEnded.by } });
       return { ok: true, sessionsEnded: sessionsEnded.total, ended: sessionsEnded.by };
     },

@@ -4,6 +4,7 @@ import type Provider from 'oidc-provider';
 import { errors } from 'oidc-provider';
 import type { Challenge } from '../../core/challenge.js';
 import { CountersignError } from '../../core/errors.js';
+import { doorRefusal, refusalSentence } from '../../core/first-factor.js';
 import { whyNoPush } from '../../core/push-service.js';
 import type { AppContext } from '../../context.js';
 import { endAccount, idDigest } from './adapter.js';
@@ -181,7 +182,7 @@ export function mountOidc(app: Express, ctx: AppContext, clients: OidcClients) {
       verified = await ctx.firstFactor.check({ login: user, passwords: [password], source: { front: 'oidc', address: req.ip ?? '' } });
     } catch (err) {
       // Too many failures for this account or from this address, or too many checks at once.
-      if (err instanceof CountersignError && (err.status === 429 || err.code === 'busy')) return again(`${err.message[0]!.toUpperCase()}${err.message.slice(1)}.`, err.status);
+      if (doorRefusal(err)) return again(`${refusalSentence(err as CountersignError)}.`, (err as CountersignError).status);
       throw err;
     }
     if (!verified.ok) {

@@ -1,5 +1,6 @@
 import { BlockList, isIP } from 'node:net';
 import { addressBlockProblem, radiusClientSchema, type RadiusClientConfig } from '../../config/schema.js';
+import { plainAddress } from '../../core/addresses.js';
 import { badRequest, conflict, notFound } from '../../core/errors.js';
 import type { SecretBox } from '../../core/secretbox.js';
 import type { Store } from '../../core/store.js';
@@ -25,7 +26,7 @@ interface Compiled {
 }
 
 /** IPv4 clients arrive on a dual-stack socket as ::ffff:a.b.c.d. */
-export const normalizeAddress = (a: string) => (a.startsWith('::ffff:') && isIP(a.slice(7)) === 4 ? a.slice(7) : a);
+export const normalizeAddress = plainAddress;
 
 function compile(client: RadiusClient): Compiled {
   const problem = addressBlockProblem(client.address);

@@ -5,7 +5,7 @@ import type { Challenge } from '../../core/challenge.js';
 import { EngineStoppedError } from '../../core/engine.js';
 import { CountersignError } from '../../core/errors.js';
 import type { BeginOptions } from '../../core/login.js';
-import type { FirstFactorSource } from '../../core/first-factor.js';
+import { doorRefusal, refusalSentence, type FirstFactorSource } from '../../core/first-factor.js';
 import type { ThrottleState } from '../../core/throttle.js';
 import type { UserRecord } from '../../core/store.js';
 import { whyNoPush } from '../../core/push-service.js';
@@ -478,9 +478,8 @@ export class RadiusFront {
       const invalid = verified.reason === 'invalid';
       return { refused: { code: 'Access-Reject', message: invalid ? 'Wrong user name or password' : verified.message, reason: invalid ? 'first_factor_failed' : verified.reason } };
     } catch (err) {
-      if (err instanceof CountersignError && (err.status === 429 || err.code === 'busy')) {
-        return { refused: { code: 'Access-Reject', message: `${err.message[0]!.toUpperCase()}${err.message.slice(1)}`, reason: err.status === 429 ? 'throttled' : 'busy' } };
-      }
+      const refused = doorRefusal(err);
+      if (refused) return { refused: { code: 'Access-Reject', message: refusalSentence(err as CountersignError), reason: refused } };
       throw err;
     }
   }
