@@ -80,6 +80,8 @@ describe('a newcomer: invitation → portal → passkey and TOTP → the demo ap
     assert.match((await page.textContent('#passkeys'))!, /Laptop/);
 
     await page.getByRole('button', { name: 'Set up an authenticator app' }).click();
+    // The QR code's link is filled in when the server has answered: wait for it, not for the click.
+    await page.locator('#otp-setup').waitFor();
     totpSecret = new URL((await page.getAttribute('#otpauth', 'href'))!).searchParams.get('secret')!;
     await page.getByLabel('Code from the app').fill(oathTotp(totpSecret));
     await page.getByRole('button', { name: 'Turn on' }).click();
